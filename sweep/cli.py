@@ -1,0 +1,121 @@
+"""Argument parsing only: each subcommand hands its options, as keyword arguments, to one function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sweep.errors import SweepError
+
+# subcommand -> "module:function"; imported only when that subcommand runs, so `--help` stays fast.
+HANDLERS = {
+    "train": "sweep.train:train_command",
+    "run": "sweep.tune:run_command",
+    "status": "sweep.study:status_command",
+    "pareto": "sweep.picks:pareto_command",
+    "dashboard": "dashboards.page:dashboard_command",
+    "export": "sweep.export:export_command",
+}
+
+PENALTIES = ["none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"]
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset name (default: the model's own)")
+    p.add_argument("--data-dir", help="where the data lies (default: $SWEEP_DATA_DIR, then standard places)")
+    p.add_argument("--subset", type=int, help="train on the first N training images only (quick runs)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="database URL (default: $SWEEP_STORAGE, then sqlite:///sweep.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweep", description="Find compact CNNs with sparsity penalties.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one network with one penalty (no Ray, no Optuna)")
+    p.add_argument("model")
+    p.add_argument("--penalty", default="group_lasso", help=f"one of {', '.join(PENALTIES)}")
+    p.add_argument("--lam", type=float, default=1e-3, help="penalty strength lambda (>= 0)")
+    p.add_argument("--alpha", type=float, default=0.5, help="l1 share of sparse_group_lasso, in [0, 1]")
+    p.add_argument("--layers", help="comma-separated layers to constrain (default: all that can lose units)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--debias-epochs", type=int, default=0,
+                   help="last epochs trained with the penalty off and dead neurons held at zero")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs over which lambda ramps up")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    _data_args(p)
+    p.add_argument("--out", default="runs/train", help="folder for the checkpoint")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
+
+    p = sub.add_parser("run", help="search penalty type and strength: an Optuna study placed by Ray Tune")
+    p.add_argument("model")
+    p.add_argument("--space", help="search space YAML (default: search_spaces/MODEL.yaml)")
+    p.add_argument("--study", help="study name (default: MODEL-DATASET)")
+    _storage_args(p)
+    p.add_argument("--trials", type=int, help="number of trials (default: the budget's)")
+    p.add_argument("--budget", default="smoke", help="named budget in the search space (smoke, paper, ...)")
+    p.add_argument("--epochs", type=int, help="override the budget's epochs per trial")
+    _data_args(p)
+    p.add_argument("--sampler", choices=["nsga2", "tpe", "random", "grid"], default="tpe")
+    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--address", help="join an existing Ray cluster (ray://host:port or auto)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument("--out", default="runs", help="where Ray keeps trial checkpoints")
+
+    p = sub.add_parser("status", help="studies in a database, or one study's trials")
+    _storage_args(p)
+    p.add_argument("--study", help="show this study's trials")
+
+    p = sub.add_parser("pareto", help="the Pareto front of a study")
+    p.add_argument("study")
+    _storage_args(p)
+    p.add_argument("--x", default="neurons", choices=["neurons", "params", "flops", "latency_ms"])
+    p.add_argument("--max-error", type=float, help="the smallest network with at most this top-1 error")
+    p.add_argument("--json", action="store_true", help="print the front as one JSON array on the last line")
+
+    p = sub.add_parser("dashboard", help="plotly dashboard of a study: an HTML file, or served live")
+    p.add_argument("study")
+    _storage_args(p)
+    p.add_argument("--out", help="HTML file to write (default: STUDY.html)")
+    p.add_argument("--serve", action="store_true", help="serve it and refresh while a sweep writes")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+
+    p = sub.add_parser("export", help="write a chosen trial as a physically smaller network")
+    p.add_argument("study")
+    _storage_args(p)
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--trial", type=int, help="trial number")
+    pick.add_argument("--max-error", type=float, help="the smallest network with at most this error")
+    pick.add_argument("--knee", action="store_true", help="the knee of the error/neurons front")
+    p.add_argument("--out", help="output folder (default: export/STUDY-trialN)")
+    p.add_argument("--format", default="torchscript,safetensors,onnx")
+    p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--allow-early-stopped", action="store_true")
+    p.add_argument("--data-dir", help="where the trial's dataset lies")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    module, func = HANDLERS[args.pop("command")].split(":")
+    try:
+        handler = getattr(importlib.import_module(module), func)
+        return int(handler(**args) or 0)
+    except SweepError as err:
+        print(f"sweep: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweep: interrupted", file=sys.stderr)
+        return 130

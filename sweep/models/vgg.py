@@ -1,0 +1,66 @@
+"""VGG-13: the ImageNet network of the paper (133M params at 224x224), and a CIFAR-sized form with
+BatchNorm and a small classifier. ``vgg13`` picks the CIFAR form by itself for inputs of 64 px or less."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from sweep.models.base import ChainNet, flat_features, register_model
+
+VGG13_STAGES = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
+CIFAR_MAX_SIDE = 64
+
+
+def _features(
+    stages: list[list[int]], in_channels: int, widths: dict[str, int], batch_norm: bool
+) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = []
+    cin = in_channels
+    for s, stage in enumerate(stages, start=1):
+        for i, cout in enumerate(stage, start=1):
+            name = f"conv{s}_{i}"
+            cout = widths.get(name, cout)
+            layers.append((name, nn.Conv2d(cin, cout, 3, padding=1)))
+            if batch_norm:
+                layers.append((f"bn{s}_{i}", nn.BatchNorm2d(cout)))
+            layers.append((f"relu{s}_{i}", nn.ReLU(inplace=True)))
+            cin = cout
+        layers.append((f"pool{s}", nn.MaxPool2d(2, 2)))
+    layers.append(("flatten", nn.Flatten()))
+    return layers
+
+
+@register_model(dataset="cifar10", input_size=(3, 32, 32))
+def vgg13_cifar(
+    num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int], dropout: float = 0.5
+) -> ChainNet:
+    features = _features(VGG13_STAGES, input_size[0], widths, batch_norm=True)
+    f1 = widths.get("fc1", 512)
+    classifier: list[tuple[str, nn.Module]] = [
+        ("drop1", nn.Dropout(dropout)),
+        ("fc1", nn.Linear(flat_features(features, input_size), f1)),
+        ("bn_fc1", nn.BatchNorm1d(f1)),
+        ("relu_fc1", nn.ReLU(inplace=True)),
+        ("fc2", nn.Linear(f1, num_classes)),
+    ]
+    return ChainNet("vgg13_cifar", features + classifier, input_size, num_classes)
+
+
+@register_model(dataset="imagenet", input_size=(3, 224, 224))
+def vgg13(
+    num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int], dropout: float = 0.5
+) -> ChainNet:
+    if max(input_size[1:]) <= CIFAR_MAX_SIDE:
+        return vgg13_cifar(num_classes, input_size, widths, dropout)
+    features = _features(VGG13_STAGES, input_size[0], widths, batch_norm=False)
+    f1, f2 = widths.get("fc1", 4096), widths.get("fc2", 4096)
+    classifier: list[tuple[str, nn.Module]] = [
+        ("fc1", nn.Linear(flat_features(features, input_size), f1)),
+        ("relu_fc1", nn.ReLU(inplace=True)),
+        ("drop1", nn.Dropout(dropout)),
+        ("fc2", nn.Linear(f1, f2)),
+        ("relu_fc2", nn.ReLU(inplace=True)),
+        ("drop2", nn.Dropout(dropout)),
+        ("fc3", nn.Linear(f2, num_classes)),
+    ]
+    return ChainNet("vgg13", features + classifier, input_size, num_classes)
