@@ -44,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="l1 share of sparse_group_lasso, in [0, 1]")
     p.add_argument("--layers", help="comma-separated layers to constrain (default: all that can lose units)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--debias-epochs", type=int, default=0,
-                   help="last epochs trained with the penalty off and dead neurons held at zero")
+    p.add_argument(
+        "--debias-epochs",
+        type=int,
+        default=0,
+        help="last epochs trained with the penalty off and dead neurons held at zero",
+    )
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs over which lambda ramps up")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)

@@ -79,5 +79,7 @@ class TrialConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SweepError(f"unknown trial setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise SweepError(
+                f"unknown trial setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**values)

@@ -41,9 +41,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise SweepError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
-            ) from None
+            raise SweepError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

@@ -11,8 +11,13 @@ from sweep.models.base import ChainNet, flat_features, register_model
 def alexnet(
     num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int], dropout: float = 0.5
 ) -> ChainNet:
-    spec = [("conv1", 64, 11, 4, 2), ("conv2", 192, 5, 1, 2), ("conv3", 384, 3, 1, 1),
-            ("conv4", 256, 3, 1, 1), ("conv5", 256, 3, 1, 1)]
+    spec = [
+        ("conv1", 64, 11, 4, 2),
+        ("conv2", 192, 5, 1, 2),
+        ("conv3", 384, 3, 1, 1),
+        ("conv4", 256, 3, 1, 1),
+        ("conv5", 256, 3, 1, 1),
+    ]
     features: list[tuple[str, nn.Module]] = []
     cin = input_size[0]
     for i, (name, cout, k, s, p) in enumerate(spec, start=1):

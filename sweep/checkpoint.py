@@ -1,0 +1,91 @@
+"""Trial checkpoints: a folder with ``checkpoint.pt``, written atomically, read with ``weights_only=True``.
+
+The file holds only tensors and plain values (model and optimizer state, the trial config, the
+architecture, epoch, the debias mask and the epoch's metrics), so loading it never unpickles code."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweep import models
+from sweep.config import TrialConfig
+from sweep.errors import SweepError
+from sweep.models.base import ChainNet
+
+FILENAME = "checkpoint.pt"
+
+
+def arch_of(model: ChainNet) -> dict[str, Any]:
+    return {"model": model.name, "num_classes": model.num_classes, "input_size": list(model.input_size)}
+
+
+def build_from_arch(arch: dict[str, Any], widths: dict[str, int] | None = None) -> ChainNet:
+    c, h, w = arch["input_size"]
+    return models.create(
+        arch["model"], num_classes=arch["num_classes"], in_channels=c, input_size=(h, w), widths=widths
+    )
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: ChainNet,
+    config: TrialConfig,
+    epoch: int,
+    metrics: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "arch": arch_of(model),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "masks": masks,
+        "metrics": metrics,
+    }
+    path = folder / FILENAME
+    tmp = folder / (FILENAME + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: ChainNet
+    config: TrialConfig
+    epoch: int
+    metrics: dict[str, Any]
+    payload: dict[str, Any]
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint file, or the ``checkpoint.pt`` in a folder; a missing, truncated or foreign
+    file raises SweepError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise SweepError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        arch = payload["arch"]
+        model = build_from_arch(arch)
+        model.load_state_dict(payload["model"])
+        config = TrialConfig.from_dict(payload["config"])
+    except SweepError:
+        raise
+    except (RuntimeError, KeyError, TypeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweepError(f"checkpoint {path} is corrupt or not a sweep checkpoint ({first[:160]})") from None
+    return Checkpoint(path, model.eval(), config, int(payload["epoch"]), payload["metrics"], payload)

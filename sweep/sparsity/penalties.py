@@ -1,0 +1,118 @@
+"""Sparsity penalties: each has a value and a proximal operator over one layer's neuron groups.
+
+``prox_(groups, t)`` applies the proximal operator of ``t * penalty`` in place, where ``t`` is the step
+size times lambda. The operators produce exact zeros; that is what lets neurons be removed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from sweep.registry import Registry
+from sweep.sparsity.groups import NeuronGroups
+
+
+class Penalty(Protocol):
+    def value(self, groups: NeuronGroups) -> torch.Tensor: ...
+    def prox_(self, groups: NeuronGroups, t: float) -> None: ...
+
+
+PENALTIES: Registry[type] = Registry("penalty")
+
+
+def soft_threshold_(x: torch.Tensor, t: float) -> None:
+    """x <- sign(x) * max(|x| - t, 0), in place."""
+    x.copy_(x.sign() * (x.abs() - t).clamp_min_(0))
+
+
+def group_shrink_factors(groups: NeuronGroups, t: float) -> torch.Tensor:
+    """max(0, 1 - t*sqrt(|g|)/||w_g||) per neuron; 0 where the group is already zero."""
+    norms = groups.sq_norms().sqrt_()
+    thresh = t * math.sqrt(groups.group_size)
+    return (1 - thresh / norms.clamp_min(1e-30)).clamp_min_(0)
+
+
+def scale_rows_(groups: NeuronGroups, factors: torch.Tensor) -> None:
+    for r in groups.rows():
+        r.mul_(factors.unsqueeze(1))
+
+
+def layer_matrix(groups: NeuronGroups) -> torch.Tensor:
+    """The layer's weight as out x (in * k * k)."""
+    w = groups.layer.weight.data
+    return w.view(w.shape[0], -1)
+
+
+@PENALTIES.register("none")
+class NoPenalty:
+    def value(self, groups: NeuronGroups) -> torch.Tensor:
+        return groups.layer.weight.new_zeros(())
+
+    def prox_(self, groups: NeuronGroups, t: float) -> None:
+        return None
+
+
+@PENALTIES.register("l1")
+class L1:
+    """sum |w| over every parameter of the groups; prox: soft-thresholding."""
+
+    def value(self, groups: NeuronGroups) -> torch.Tensor:
+        return sum(r.abs().sum() for r in groups.rows())  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def prox_(self, groups: NeuronGroups, t: float) -> None:
+        for r in groups.rows():
+            soft_threshold_(r, t)
+
+
+@PENALTIES.register("group_lasso")
+class GroupLasso:
+    """sum over groups sqrt(|g|) * ||w_g||_2; prox: group soft-thresholding."""
+
+    def value(self, groups: NeuronGroups) -> torch.Tensor:
+        return math.sqrt(groups.group_size) * groups.sq_norms().sqrt().sum()
+
+    @torch.no_grad()
+    def prox_(self, groups: NeuronGroups, t: float) -> None:
+        scale_rows_(groups, group_shrink_factors(groups, t))
+
+
+@PENALTIES.register("sparse_group_lasso")
+class SparseGroupLasso:
+    """alpha * l1 + (1 - alpha) * group lasso. Its prox is exactly soft-threshold then group-shrink."""
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = alpha
+
+    def value(self, groups: NeuronGroups) -> torch.Tensor:
+        return self.alpha * L1().value(groups) + (1 - self.alpha) * GroupLasso().value(groups)
+
+    @torch.no_grad()
+    def prox_(self, groups: NeuronGroups, t: float) -> None:
+        L1().prox_(groups, t * self.alpha)
+        GroupLasso().prox_(groups, t * (1 - self.alpha))
+
+
+@PENALTIES.register("nuclear")
+class Nuclear:
+    """Sum of singular values of the layer's weight matrix; prox: singular-value soft-thresholding.
+
+    It lowers the rank rather than the neuron count; export factorises such a layer into two thin ones."""
+
+    def value(self, groups: NeuronGroups) -> torch.Tensor:
+        return torch.linalg.svdvals(layer_matrix(groups)).sum()
+
+    @torch.no_grad()
+    def prox_(self, groups: NeuronGroups, t: float) -> None:
+        w = layer_matrix(groups)
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        s = (s - t).clamp_min_(0)
+        w.copy_((u * s) @ vh)
+
+
+def make_penalty(name: str, alpha: float = 0.5) -> Penalty:
+    cls = PENALTIES.get(name)
+    return cls(alpha) if cls is SparseGroupLasso else cls()
