@@ -94,14 +94,14 @@ def create(
         h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if num_classes < 2:
         raise SweepError(f"num_classes must be at least 2, got {num_classes}")
-    model = entry.obj(num_classes=num_classes, input_size=(c, h, w), widths=dict(widths or {}), **kwargs)
-    with torch.no_grad():
-        try:
+    try:
+        model = entry.obj(num_classes=num_classes, input_size=(c, h, w), widths=dict(widths or {}), **kwargs)
+        with torch.no_grad():
             model.eval()(torch.zeros(1, c, h, w))
-        except RuntimeError as err:
-            raise SweepError(
-                f"model {name!r} cannot take input {c}x{h}x{w}: {str(err).splitlines()[0]}"
-            ) from None
+    except RuntimeError as err:
+        raise SweepError(
+            f"model {name!r} cannot take input {c}x{h}x{w}: {str(err).splitlines()[0]}"
+        ) from None
     return model.train()
 
 

@@ -1,0 +1,290 @@
+"""ONE trial: build the network, train it with the proximal sparsity step, evaluate, report each epoch.
+
+Knows nothing of Ray or Optuna: it takes a plain ``TrialConfig`` and a ``report(metrics, checkpoint_dir)``
+callable, so the same function runs as ``sweep train``, inside a Ray trial, and in tests.
+
+A trial has a sparse phase (penalty on, its prox after every optimizer step, lambda ramped up over the
+warm-up) and an optional debias phase (penalty off, neurons dead at its start held at zero), because the
+prox also shrinks the surviving neurons and that costs accuracy."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import math
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+import sweep
+from sweep import data, models
+from sweep.checkpoint import save_checkpoint
+from sweep.config import TrialConfig
+from sweep.errors import SweepError
+from sweep.metrics import size_at, sparsity_metrics, top1_error
+from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
+
+Report = Callable[[dict[str, Any], str | None], None]
+EVAL_BATCH = 500
+NAN_CHECK_EVERY = 50
+
+
+class DivergedError(SweepError):
+    """The loss became NaN or infinite (for example lambda far too large)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SweepError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SweepError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+
+
+def learning_rate(cfg: TrialConfig, it: int, epoch: int, total_iters: int) -> float:
+    if cfg.lr_policy == "inv":  # Caffe's "inv": base_lr * (1 + gamma * iter) ^ (-power)
+        return cfg.lr * (1 + cfg.lr_gamma * it) ** (-cfg.lr_power)
+    if cfg.lr_policy == "multistep":
+        return cfg.lr * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
+    if cfg.lr_policy == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * it / max(total_iters, 1)))
+    return cfg.lr
+
+
+def versions() -> dict[str, str]:
+    return {
+        "sweep": sweep.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | None = None) -> dict[str, Any]:
+    """Train one network as ``cfg`` says; returns the final metrics (DESIGN.md's trial attributes)."""
+    cfg.validate()
+    started = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    dataset = cfg.dataset or models.default_dataset(cfg.model)
+    splits = data.load(
+        dataset,
+        data_dir=cfg.data_dir,
+        subset=cfg.subset,
+        holdout=cfg.holdout,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+    )
+    info = splits.info
+    model = models.create(
+        cfg.model, num_classes=info.num_classes, in_channels=info.in_channels, input_size=info.input_size
+    )
+    full_size = size_at(model)
+    model.to(device)
+    constrained = neuron_groups(model, cfg.layers)
+    unknown_scales = sorted(set(cfg.layer_scales) - set(model.unit_layers()))
+    if unknown_scales:
+        raise SweepError(
+            f"layer_scales names {', '.join(unknown_scales)}; allowed: {', '.join(model.unit_layers())}"
+        )
+    prox = ProxStep(constrained, make_penalty(cfg.penalty, cfg.alpha), cfg.lam, cfg.layer_scales)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="sweep-trial-"))
+    iters_per_epoch = splits.train.num_batches(cfg.batch_size)
+    total_iters = iters_per_epoch * cfg.epochs
+    warmup_iters = cfg.warmup_epochs * iters_per_epoch
+    sparse_epochs = cfg.epochs - cfg.debias_epochs
+    use_prox = cfg.penalty != "none" and cfg.lam > 0
+    mask: DeadMask | None = None
+    history: list[dict[str, Any]] = []
+    it = 0
+    metrics: dict[str, Any] = {}
+    for epoch in range(cfg.epochs):
+        epoch_start = time.perf_counter()
+        if epoch == sparse_epochs and use_prox:
+            mask = DeadMask(neuron_groups(model))
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        seen = 0
+        for x, y in splits.train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            lr = learning_rate(cfg, it, epoch, total_iters)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if mask is not None:
+                mask(optimizer)
+            elif use_prox:
+                prox(optimizer, min(1.0, (it + 1) / warmup_iters) if warmup_iters > 0 else 1.0)
+            loss_sum += loss.detach() * y.numel()
+            seen += y.numel()
+            it += 1
+            if it % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                break
+        train_loss = float(loss_sum) / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise DivergedError(
+                f"training loss became {train_loss} in epoch {epoch + 1} "
+                f"(penalty {cfg.penalty}, lambda {cfg.lam:g}): diverged"
+            )
+        error, holdout_loss = top1_error(model, splits.holdout.batches(EVAL_BATCH), device)
+        metrics = {
+            "epoch": epoch + 1,
+            "phase": "debias" if mask is not None else "sparse",
+            "loss": round(train_loss, 6),
+            "holdout_loss": round(holdout_loss, 6),
+            "top1_error": error,
+            "lr": lr,
+            "penalty_value": float(prox.value()) if use_prox else 0.0,
+            **sparsity_metrics(model, full_size),
+            "epoch_seconds": round(time.perf_counter() - epoch_start, 3),
+        }
+        history.append(
+            {
+                k: metrics[k]
+                for k in ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
+            }
+        )
+        last = epoch + 1 == cfg.epochs
+        if last:
+            metrics.update(final_metrics(cfg, model, splits, device, dataset, history, started))
+        save_checkpoint(
+            out,
+            model,
+            cfg,
+            epoch + 1,
+            metrics,
+            optimizer,
+            {g.name: dead for g, dead in mask.entries} if mask else None,
+        )
+        if report is not None:
+            report(metrics, str(out))
+    return metrics
+
+
+def final_metrics(
+    cfg: TrialConfig,
+    model: torch.nn.Module,
+    splits: data.Splits,
+    device: torch.device,
+    dataset: str,
+    history: list[dict[str, Any]],
+    started: float,
+) -> dict[str, Any]:
+    test_error = None
+    if cfg.eval_test:
+        test_error, _ = top1_error(model, splits.test.batches(EVAL_BATCH), device)
+    return {
+        "done": True,
+        "test_top1_error": test_error,
+        "epochs": cfg.epochs,
+        "early_stopped": False,
+        "dataset": dataset,
+        "data_source": splits.source,
+        "seed": cfg.seed,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "history": history,
+        "train_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def format_widths(widths: dict[str, int], full: dict[str, int]) -> str:
+    return " ".join(f"{k} {v}/{full[k]}" for k, v in widths.items())
+
+
+def train_command(
+    model: str,
+    penalty: str,
+    lam: float,
+    alpha: float,
+    layers: str | None,
+    epochs: int,
+    debias_epochs: int,
+    warmup_epochs: float,
+    batch_size: int,
+    lr: float,
+    device: str,
+    dataset: str | None,
+    data_dir: str | None,
+    subset: int | None,
+    seed: int,
+    out: str,
+    json: bool,
+) -> int:
+    if model not in models.names():
+        raise SweepError(f"unknown model {model!r}; known: {', '.join(models.names())}")
+    cfg = TrialConfig(
+        model=model,
+        dataset=dataset,
+        data_dir=data_dir,
+        subset=subset,
+        penalty=penalty,
+        lam=lam,
+        alpha=alpha,
+        layers=[s.strip() for s in layers.split(",") if s.strip()] if layers else None,
+        epochs=epochs,
+        debias_epochs=debias_epochs,
+        warmup_epochs=warmup_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+    ).validate()
+    print(
+        f"sweep train {model}: penalty {penalty}, lambda {lam:g}, {epochs} epochs "
+        f"({debias_epochs} debias), checkpoint in {out}",
+        flush=True,
+    )
+
+    def progress(m: dict[str, Any], _checkpoint: str | None) -> None:
+        print(
+            f"epoch {m['epoch']:>3}/{cfg.epochs} [{m['phase']}] loss {m['loss']:.4f}  "
+            f"held-out error {m['top1_error']:.2f}%  neurons {m['neurons']}  "
+            f"({format_widths(m['widths'], m['widths_full'])})  {m['epoch_seconds']:.1f}s",
+            flush=True,
+        )
+
+    final = train_trial(cfg, progress, out)
+    test = final["test_top1_error"]
+    print(
+        f"done in {final['train_seconds']:.1f}s: held-out error {final['top1_error']:.2f}%, test error "
+        f"{test:.2f}%, neurons {final['neurons']}/{sum(final['widths_full'].values())}, params "
+        f"{final['params']:,}/{final['params_full']:,} ({100 * (1 - final['params'] / final['params_full']):.1f}% "
+        f"removed), FLOPs {final['flops']:,}/{final['flops_full']:,}"
+    )
+    if final["empty_layers"]:
+        print(
+            f"warning: layer(s) {', '.join(final['empty_layers'])} lost every neuron: the network is "
+            "empty and cannot be exported",
+            file=sys.stderr,
+        )
+    if json:
+        print(_json_line(final))
+    return 0
+
+
+def _json_line(metrics: dict[str, Any]) -> str:
+    return jsonlib.dumps({k: v for k, v in metrics.items() if k != "history"}, sort_keys=True)

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from sweep import models
+from sweep.errors import SweepError
+
+# Small inputs keep the ImageNet networks quick; each still runs its real layer stack.
+SMALL = {"alexnet": 127, "vgg13": 32}
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_forward_shape_and_finite(name):
+    torch.manual_seed(0)
+    entry = models.MODELS.entry(name)
+    c = entry.meta["input_size"][0]
+    side = SMALL.get(name, entry.meta["input_size"][1])
+    model = models.create(name, num_classes=7, input_size=side).eval()
+    out = model(torch.randn(3, c, side, side))
+    assert out.shape == (3, 7)
+    assert torch.isfinite(out).all()
+    assert model.unit_layers(), "every model has layers that can lose units"
+    assert list(model.widths()) == model.unit_layers()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "params"),
+    [
+        ("lenet", {}, 431_080),
+        ("cifar10_quick", {}, 145_578),
+        ("vgg13", {"num_classes": 1000}, 133_047_848),
+        ("alexnet", {"num_classes": 1000}, 61_100_840),
+    ],
+)
+def test_parameter_counts_match_the_reference_networks(name, kwargs, params):
+    with torch.device("meta"):
+        model = models.create(name, **kwargs)
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_vgg13_picks_the_cifar_form_for_small_inputs():
+    assert models.create("vgg13", input_size=32).name == "vgg13_cifar"
+    with torch.device("meta"):
+        assert models.create("vgg13", num_classes=1000).name == "vgg13"
+
+
+def test_widths_override_builds_a_narrower_network():
+    model = models.create("lenet", widths={"conv1": 3, "fc1": 11})
+    assert model.widths() == {"conv1": 3, "conv2": 50, "fc1": 11}
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(SweepError, match="unknown model 'resnet'; known: alexnet, cifar10_quick, lenet"):
+        models.create("resnet")
+
+
+def test_input_too_small_is_a_clear_error():
+    with pytest.raises(SweepError, match="cannot take input 1x8x8"):
+        models.create("lenet", input_size=8)
