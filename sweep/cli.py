@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sweep.errors import SweepError
 
@@ -22,6 +23,13 @@ HANDLERS = {
 PENALTIES = ["none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end in one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name (default: the model's own)")
     p.add_argument("--data-dir", help="where the data lies (default: $SWEEP_DATA_DIR, then standard places)")
@@ -34,7 +42,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweep", description="Find compact CNNs with sparsity penalties.")
+    parser = OneLineParser(prog="sweep", description="Find compact CNNs with sparsity penalties.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one network with one penalty (no Ray, no Optuna)")

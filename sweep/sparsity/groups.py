@@ -48,7 +48,7 @@ class NeuronGroups:
         return sum(r.shape[1] for r in self.rows())
 
     def sq_norms(self) -> torch.Tensor:
-        return sum(r.pow(2).sum(dim=1) for r in self.rows())  # type: ignore[return-value]
+        return sum(torch.linalg.vector_norm(r, dim=1).square_() for r in self.rows())  # type: ignore[return-value]
 
     @torch.no_grad()
     def alive(self) -> torch.Tensor:
@@ -56,15 +56,21 @@ class NeuronGroups:
         return torch.stack([r.ne(0).any(dim=1) for r in self.rows()]).any(dim=0)
 
     @torch.no_grad()
-    def zero_(self, dead: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Set the groups of ``dead`` neurons (bool mask) to zero, and their momentum too, if any."""
-        keep = (~dead).to(self.layer.weight.dtype)
+    def zero_(
+        self, dead: torch.Tensor, optimizer: torch.optim.Optimizer | None = None, params: bool = True
+    ) -> None:
+        """Set the groups of ``dead`` neurons (bool mask) to zero (unless ``params`` is False: they
+        already are), and their optimizer momentum too."""
+        index = dead.nonzero().view(-1)
+        if index.numel() == 0:
+            return
         for t in self.tensors():
-            t.data.mul_(keep.view(-1, *([1] * (t.dim() - 1))))
+            if params:
+                t.data.index_fill_(0, index, 0)
             if optimizer is not None:
                 buf = optimizer.state.get(t, {}).get("momentum_buffer")
                 if buf is not None:
-                    buf.mul_(keep.view(-1, *([1] * (buf.dim() - 1))))
+                    buf.index_fill_(0, index, 0)
 
 
 def neuron_groups(model: ChainNet, layers: list[str] | None = None) -> list[NeuronGroups]:

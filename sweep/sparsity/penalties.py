@@ -17,7 +17,11 @@ from sweep.sparsity.groups import NeuronGroups
 
 class Penalty(Protocol):
     def value(self, groups: NeuronGroups) -> torch.Tensor: ...
-    def prox_(self, groups: NeuronGroups, t: float) -> None: ...
+
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
+        """Apply the prox in place; return the bool mask of neurons it left at zero, or None when the
+        penalty does not act on whole neurons."""
+        ...
 
 
 PENALTIES: Registry[type] = Registry("penalty")
@@ -25,7 +29,7 @@ PENALTIES: Registry[type] = Registry("penalty")
 
 def soft_threshold_(x: torch.Tensor, t: float) -> None:
     """x <- sign(x) * max(|x| - t, 0), in place."""
-    x.copy_(x.sign() * (x.abs() - t).clamp_min_(0))
+    x.sub_(x.clamp(-t, t))
 
 
 def group_shrink_factors(groups: NeuronGroups, t: float) -> torch.Tensor:
@@ -51,7 +55,7 @@ class NoPenalty:
     def value(self, groups: NeuronGroups) -> torch.Tensor:
         return groups.layer.weight.new_zeros(())
 
-    def prox_(self, groups: NeuronGroups, t: float) -> None:
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
         return None
 
 
@@ -63,9 +67,10 @@ class L1:
         return sum(r.abs().sum() for r in groups.rows())  # type: ignore[return-value]
 
     @torch.no_grad()
-    def prox_(self, groups: NeuronGroups, t: float) -> None:
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
         for r in groups.rows():
             soft_threshold_(r, t)
+        return ~groups.alive()
 
 
 @PENALTIES.register("group_lasso")
@@ -76,8 +81,10 @@ class GroupLasso:
         return math.sqrt(groups.group_size) * groups.sq_norms().sqrt().sum()
 
     @torch.no_grad()
-    def prox_(self, groups: NeuronGroups, t: float) -> None:
-        scale_rows_(groups, group_shrink_factors(groups, t))
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
+        factors = group_shrink_factors(groups, t)
+        scale_rows_(groups, factors)
+        return factors == 0
 
 
 @PENALTIES.register("sparse_group_lasso")
@@ -91,9 +98,10 @@ class SparseGroupLasso:
         return self.alpha * L1().value(groups) + (1 - self.alpha) * GroupLasso().value(groups)
 
     @torch.no_grad()
-    def prox_(self, groups: NeuronGroups, t: float) -> None:
-        L1().prox_(groups, t * self.alpha)
-        GroupLasso().prox_(groups, t * (1 - self.alpha))
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
+        for r in groups.rows():
+            soft_threshold_(r, t * self.alpha)
+        return GroupLasso().prox_(groups, t * (1 - self.alpha))
 
 
 @PENALTIES.register("nuclear")
@@ -106,11 +114,12 @@ class Nuclear:
         return torch.linalg.svdvals(layer_matrix(groups)).sum()
 
     @torch.no_grad()
-    def prox_(self, groups: NeuronGroups, t: float) -> None:
+    def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
         w = layer_matrix(groups)
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
         s = (s - t).clamp_min_(0)
         w.copy_((u * s) @ vh)
+        return None
 
 
 def make_penalty(name: str, alpha: float = 0.5) -> Penalty:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from sweep.sparsity.groups import NeuronGroups
-from sweep.sparsity.penalties import Nuclear, Penalty
+from sweep.sparsity.penalties import Penalty
 
 
 class ProxStep:
@@ -28,7 +28,6 @@ class ProxStep:
         self.penalty = penalty
         self.lam = lam
         self.scales = [float(scales.get(g.name, 1.0)) for g in groups]
-        self.zero_momentum = not isinstance(penalty, Nuclear)
 
     def value(self) -> torch.Tensor:
         """lam * sum_layer scale * penalty(layer): the term added to the loss, for logging."""
@@ -42,11 +41,9 @@ class ProxStep:
             t = lr * self.lam * lam_factor * scale
             if t <= 0:
                 continue
-            self.penalty.prox_(g, t)
-            if self.zero_momentum:
-                dead = ~g.alive()
-                if dead.any():
-                    g.zero_(dead, optimizer)
+            dead = self.penalty.prox_(g, t)
+            if dead is not None:
+                g.zero_(dead, optimizer, params=False)
 
 
 class DeadMask:
