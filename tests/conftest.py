@@ -1,0 +1,81 @@
+"""Shared fixtures: an offline data environment and small datasets written in the real file formats."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ENV_DATA_DIR = os.environ.get("SWEEP_DATA_DIR")  # read now: offline_data_env removes it during a test
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Writes a uint8 array as an IDX file (gzip-compressed when compress), the MNIST format."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload, compresslevel=1) if compress else payload)
+    return path
+
+
+def mnist_like_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 images: each class lights up its own 7x7 block over a little noise."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 4)
+        images[i, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] = 220
+    return images, labels
+
+
+@pytest.fixture
+def offline_data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No downloads, no SWEEP_DATA_DIR, and an empty home (so ~/.cache holds no data); returns that home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SWEEP_OFFLINE", "1")
+    monkeypatch.delenv("SWEEP_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def write_idx_dataset() -> Callable[..., Path]:
+    """Returns write(folder, n_train=120, n_test=30, seed=0): the four IDX .gz files of a small MNIST-like set."""
+
+    def write(
+        folder: Path, n_train: int = 120, n_test: int = 30, seed: int = 0, compress: bool = True
+    ) -> Path:
+        suffix = ".gz" if compress else ""
+        for prefix, n, part_seed in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
+            images, labels = mnist_like_arrays(n, part_seed)
+            write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images, compress)
+            write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress)
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def tiny_mnist_dir(offline_data_env: Path, tmp_path: Path, write_idx_dataset: Callable[..., Path]) -> Path:
+    """A data dir holding mnist/ with 120 training and 30 test images; pass it as data_dir."""
+    root = tmp_path / "data"
+    write_idx_dataset(root / "mnist")
+    return root
+
+
+@pytest.fixture
+def shared_data_dir() -> Path:
+    """The real datasets beside the checkout ($SWEEP_DATA_DIR or ../shared/data); skips when absent."""
+    candidates = [Path(ENV_DATA_DIR)] if ENV_DATA_DIR else []
+    for folder in [*candidates, SHARED_DATA]:
+        if (folder / "mnist").is_dir() or (folder / "cifar10").is_dir():
+            return folder
+    pytest.skip(f"real data not found in {SHARED_DATA} or $SWEEP_DATA_DIR")
