@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs over which lambda ramps up")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--lr-policy",
+        default="inv",
+        choices=["constant", "inv", "multistep", "cosine"],
+        help="inv is Caffe's: lr * (1 + 1e-4 * iter) ** -0.75",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     _data_args(p)
     p.add_argument("--out", default="runs/train", help="folder for the checkpoint")

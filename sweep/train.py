@@ -35,6 +35,8 @@ from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 Report = Callable[[dict[str, Any], str | None], None]
 EVAL_BATCH = 500
 NAN_CHECK_EVERY = 50
+# Every trial of a study is scored on the same held-out images, whatever its own seed.
+HOLDOUT_SEED = 0
 
 
 class DivergedError(SweepError):
@@ -89,7 +91,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         data_dir=cfg.data_dir,
         subset=cfg.subset,
         holdout=cfg.holdout,
-        seed=cfg.seed,
+        seed=HOLDOUT_SEED,
         num_workers=cfg.num_workers,
     )
     info = splits.info
@@ -226,6 +228,7 @@ def train_command(
     warmup_epochs: float,
     batch_size: int,
     lr: float,
+    lr_policy: str,
     device: str,
     dataset: str | None,
     data_dir: str | None,
@@ -250,6 +253,7 @@ def train_command(
         warmup_epochs=warmup_epochs,
         batch_size=batch_size,
         lr=lr,
+        lr_policy=lr_policy,
         seed=seed,
         device=device,
     ).validate()
