@@ -67,7 +67,7 @@ def learning_rate(cfg: TrialConfig, it: int, epoch: int, total_iters: int) -> fl
 def versions() -> dict[str, str]:
     return {
         "sweep": sweep.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
