@@ -1,0 +1,64 @@
+"""The dashboard page in Debian's headless chromium: plots drawn, the right points, no JS errors."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import optuna
+import pytest
+from sample_study import COMPLETE_NUMBERS, STUDY, make_study
+
+from dashboards import build_html
+from dashboards.screenshot import CHROMEDRIVER, CHROMIUM, chromium_driver, screenshot, wait_for_plots
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()), reason="no chromium"),
+]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+COUNT_DATA_POINTS = """
+const gd = document.getElementById(arguments[0]);
+return gd.data.filter(t => t.visible !== false && (t.mode || '').includes('markers'))
+              .reduce((n, t) => n + t.x.length, 0);
+"""
+COUNT_DRAWN_POINTS = "return document.querySelectorAll('#' + arguments[0] + ' .scatterlayer .point').length;"
+SWITCH_AXIS = """
+const gd = document.getElementById('fig-pareto');
+const button = gd.layout.updatemenus[0].buttons.find(b => b.label.includes(arguments[0]));
+return Plotly.update(gd, button.args[0], button.args[1]).then(() => gd.layout.xaxis.title.text);
+"""
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("page")
+    url = make_study(folder / "sweep.db")
+    path = folder / f"{STUDY}.html"
+    path.write_text(build_html(STUDY, url), encoding="utf-8")
+    return path
+
+
+def test_pareto_plot_draws_every_trial_without_js_errors(page: Path) -> None:
+    with chromium_driver() as driver:
+        driver.get(page.as_uri())
+        wait_for_plots(driver)
+        expected = len(COMPLETE_NUMBERS) + 1 + 1  # finished trials, the early-stopped one, the paper's point
+        assert driver.execute_script(COUNT_DATA_POINTS, "fig-pareto") == expected
+        assert driver.execute_script(COUNT_DRAWN_POINTS, "fig-pareto") == expected
+        drawn = driver.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+        assert drawn >= 5
+        # The dropdown's params view: the same trials, no paper point (the paper reports neurons only).
+        assert driver.execute_script(SWITCH_AXIS, "parameters") == "parameters"
+        assert driver.execute_script(COUNT_DRAWN_POINTS, "fig-pareto") == expected - 1
+        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert severe == []
+
+
+def test_screenshot_of_the_whole_page(page: Path, tmp_path: Path) -> None:
+    png = screenshot(page, tmp_path / "page.png")
+    header = png.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert width == 1400 and height > 2000  # five figures, the table and headings: taller than a screen
