@@ -20,6 +20,7 @@ class CurveSeries:
     epochs: list[float]
     error: list[float | None]
     neurons: list[float | None]
+    phases: list[str] = field(default_factory=list)  # "sparse"/"debias" per epoch when recorded, else ""
 
 
 @dataclass
@@ -51,6 +52,7 @@ def curves_info(data: StudyData) -> CurvesInfo:
                 epochs=[float(e["epoch"]) for e in entries],
                 error=[_number(e.get("top1_error")) for e in entries],
                 neurons=[_number(e.get("neurons")) for e in entries],
+                phases=[str(e.get("phase") or "") for e in entries],
             )
         )
     return info
@@ -75,7 +77,8 @@ def draw_curves(info: CurvesInfo) -> go.Figure:
                     legendgroup=s.label,
                     showlegend=col == 1,
                     line={"color": color, "width": 2},
-                    hovertemplate=f"{s.label}<br>epoch %{{x}}: %{{y}}<extra></extra>",
+                    customdata=s.phases,
+                    hovertemplate=f"{s.label}<br>epoch %{{x}}: %{{y}} %{{customdata}}<extra></extra>",
                 ),
                 row=1,
                 col=col,

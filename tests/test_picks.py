@@ -244,3 +244,23 @@ def test_postgres_study_is_read_without_writing(tmp_path: Path, capsys: pytest.C
         assert code == 0 and json.loads(out.strip().splitlines()[-1])[0]["neurons"] == 40.0
     finally:
         optuna.delete_study(study_name=name, storage=writer_url)
+
+
+def test_wal_database_is_read_while_a_write_is_open(tmp_path: Path) -> None:
+    """`sweep run` keeps its SQLite file in WAL mode: a reader then never waits for the writer."""
+    path = tmp_path / "wal.db"
+    url = make_study(path)
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.close()
+    study = load_study_readonly(STUDY, url)
+    writer = sqlite3.connect(path)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE studies SET study_name = study_name")
+    try:
+        start = time.monotonic()
+        assert [r.number for r in trial_rows(study)] == COMPLETE_NUMBERS
+        assert time.monotonic() - start < 1.0
+    finally:
+        writer.rollback()
+        writer.close()
