@@ -6,6 +6,7 @@ architecture, epoch, the debias mask and the epoch's metrics), so loading it nev
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         config = TrialConfig.from_dict(payload["config"])
     except SweepError:
         raise
-    except (RuntimeError, KeyError, TypeError, EOFError, zipfile.BadZipFile, OSError) as err:
+    except (
+        RuntimeError,
+        KeyError,
+        TypeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        pickle.UnpicklingError,
+    ) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SweepError(f"checkpoint {path} is corrupt or not a sweep checkpoint ({first[:160]})") from None
     return Checkpoint(path, model.eval(), config, int(payload["epoch"]), payload["metrics"], payload)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -320,7 +319,7 @@ def export_command(
         raise SweepError(f"output folder {target} already exists; pass --force to replace it")
     if not row.checkpoint:
         raise SweepError(f"trial {row.number} recorded no checkpoint: there is nothing to export")
-    ckpt = _load_trial_checkpoint(checkpoint_path(str(row.checkpoint), storage))
+    ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage))
     cfg, dense = ckpt.config, ckpt.model.eval()
     masks = alive_masks(dense)
     empty = [name for name, mask in masks.items() if not mask.any()]
@@ -453,22 +452,8 @@ def _card(
                 for b, t in lat.items()
             },
         },
-        "versions": {"sweep": sweep.__version__, "torch": torch.__version__},
+        "versions": {"sweep": sweep.__version__, "torch": str(torch.__version__)},
     }
-
-
-def _load_trial_checkpoint(path: Path) -> Any:
-    """``load_checkpoint``, also for files whose metrics hold torch's version string as its own str
-    subclass (harmless, but not on weights_only's default allow-list), and with any refusal of the
-    unpickler turned into one line."""
-    from torch.torch_version import TorchVersion
-
-    try:
-        with torch.serialization.safe_globals([TorchVersion]):
-            return load_checkpoint(path)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0][:160]
-        raise SweepError(f"checkpoint {path} is corrupt or not a sweep checkpoint ({first})") from None
 
 
 def _first_images(split: Any, n: int):
