@@ -1,0 +1,562 @@
+"""The Optuna study in its RDB storage: where it lives, what it is called, what each trial records.
+
+One study per (search space, budget): it records the space's fingerprint, the sweep settings and the
+objective names in its user attributes, and every finished trial carries DESIGN.md's user attributes
+(widths, sizes, epochs, early_stopped, checkpoint, config, dataset, seed, versions). A driver that dies
+leaves its trials RUNNING; ``reconcile`` marks them FAIL with the reason, so a resumed sweep neither
+counts nor repeats them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import socket
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+import sweep
+from sweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from sweep.config import SearchSpace
+
+STORAGE_ENV = "SWEEP_STORAGE"
+DEFAULT_STORAGE = "sqlite:///sweep.db"
+SQLITE_BUSY_TIMEOUT_S = 60.0  # a writer waits this long for another writer instead of failing
+CONNECT_TIMEOUT_S = 10
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+# Trial user attributes every finished trial carries (DESIGN.md), besides extras such as history.
+TRIAL_ATTRS = (
+    "widths",
+    "widths_full",
+    "params",
+    "params_full",
+    "flops",
+    "flops_full",
+    "memory_mb",
+    "epochs",
+    "early_stopped",
+    "checkpoint",
+    "config",
+    "dataset",
+    "seed",
+    "versions",
+)
+GRID_POINTS = 5  # lambda values per penalty for --sampler grid
+
+
+# ------------------------------------------------------------------------------------------ storage
+
+
+def resolve_storage(url: str | None) -> str:
+    """The storage URL: ``url``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweep.db`` in the working
+    directory. A relative SQLite path is made absolute, so every process means the same file."""
+    url = url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SweepError(
+            f"storage must be a database URL like {DEFAULT_STORAGE} or "
+            f"postgresql://USER:PASSWORD@HOST:PORT/DB, got {url!r}"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        if not path.is_absolute():
+            return parsed.set(database=str(Path.cwd() / path)).render_as_string(hide_password=False)
+    return url
+
+
+def display_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
+def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open the study database. SQLite runs in WAL mode with a busy timeout, so a dashboard reading it
+    never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL
+    is a one-line SweepError and nothing is written; with ``create=False`` a missing SQLite file is
+    an error instead of a new empty database."""
+    url = resolve_storage(url)
+    shown = display_url(url)
+    parsed = sqlalchemy.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise SweepError(f"storage {shown} is in memory; a sweep needs a file, e.g. {DEFAULT_STORAGE}")
+        path = Path(database)
+        if not path.parent.is_dir():
+            raise SweepError(f"cannot open storage {shown}: folder {path.parent} does not exist")
+        if not create and not path.is_file():
+            raise SweepError(
+                f"no study database at {path} (storage {shown}); run a sweep first or pass --storage"
+            )
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        if backend == "sqlite":
+            with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
+        raise SweepError(f"cannot open storage {shown}: {_first_line(err)}") from None
+    return storage
+
+
+# ------------------------------------------------------------------------------------------- studies
+
+
+def default_study_name(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}"
+
+
+def check_study_name(name: str) -> str:
+    if not STUDY_NAME.match(name):
+        raise SweepError(
+            f"study name must be 1-128 letters, digits, '.', '_', '+' or '-' (starting with a letter or "
+            f"digit), got {name!r}"
+        )
+    return name
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Load a study that must exist; the error lists the studies there are."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = ", ".join(study_names(storage)) or "none"
+        raise SweepError(f"no study {name!r} in this database; studies there: {known}") from None
+
+
+@dataclass
+class OpenedStudy:
+    study: optuna.Study
+    created: bool
+    differences: list[str] = field(default_factory=list)  # search-space changes accepted by --resume
+
+
+def create_or_resume(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    fingerprint: dict[str, Any],
+    settings: dict[str, Any],
+    resume: bool,
+) -> OpenedStudy:
+    """Create the study, or open the existing one of that name.
+
+    A new study records its fingerprint, objectives and settings. An existing one must have been made
+    from the same fingerprint; otherwise the error lists what differs, unless ``resume`` (the
+    objectives must still match: they are the study's value columns). ``resume`` of a study that does
+    not exist is an error, and creates nothing."""
+    from sweep.config import fingerprint_differences, fingerprint_digest
+
+    objectives = list(fingerprint["objectives"])
+    shown = display_url(storage.url)
+    if name not in study_names(storage):
+        if resume:
+            known = ", ".join(study_names(storage)) or "none"
+            raise SweepError(f"--resume: no study {name!r} in {shown}; studies there: {known}")
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=name, directions=["minimize"] * len(objectives)
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
+            return create_or_resume(storage, name, fingerprint, settings, resume)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(objectives)
+        for key, value in {
+            "objectives": objectives,
+            "fingerprint": fingerprint,
+            "fingerprint_digest": fingerprint_digest(fingerprint),
+            "settings": settings,
+            "created": _now(),
+            "sweep_version": sweep.__version__,
+        }.items():
+            study.set_user_attr(key, value)
+        return OpenedStudy(study, created=True)
+    study = optuna.load_study(study_name=name, storage=storage)
+    recorded = study.user_attrs.get("fingerprint")
+    recorded_objectives = study.user_attrs.get("objectives") or study.metric_names
+    if recorded_objectives and list(recorded_objectives) != objectives:
+        raise SweepError(
+            f"study {name!r} in {shown} minimises {', '.join(recorded_objectives)}, this search space "
+            f"{', '.join(objectives)}; choose another --study name"
+        )
+    if len(study.directions) != len(objectives):
+        raise SweepError(
+            f"study {name!r} in {shown} has {len(study.directions)} objectives, not {len(objectives)}"
+        )
+    differences = (
+        fingerprint_differences(recorded, fingerprint)
+        if isinstance(recorded, dict)
+        else ["the study was not created by `sweep run` (it records no search space)"]
+    )
+    if differences and not resume:
+        shown_diffs = "; ".join(differences[:6]) + (
+            f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
+        )
+        raise SweepError(
+            f"study {name!r} in {shown} was made with a different search space or budget: {shown_diffs}; "
+            "pass --resume to continue it anyway, or --study NAME for a new study"
+        )
+    return OpenedStudy(study, created=False, differences=differences)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------- drivers, reconciling
+
+
+def driver_identity() -> dict[str, Any]:
+    """Who runs this sweep: host, process id and that process's start (so a reused pid is not mistaken
+    for the original)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22: start time in clock ticks
+
+
+def driver_alive(driver: Any) -> bool | None:
+    """True/False for a driver on this host; None when it ran elsewhere (cannot be checked from here)."""
+    if not isinstance(driver, dict) or driver.get("host") != socket.gethostname():
+        return None
+    pid = driver.get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    start = driver.get("start")
+    return start is None or _process_start(pid) in (None, start)
+
+
+def reconcile(study: optuna.Study, all_hosts: bool = False) -> list[int]:
+    """Mark FAIL, with ``fail_reason``, the trials left RUNNING by a driver that is gone: one on this
+    host whose process has ended, or, with ``all_hosts`` (``--resume``: the user says the old driver is
+    stopped), any whose driver is not alive here. Returns the trial numbers it changed."""
+    storage = study._storage
+    changed: list[int] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        driver = trial.user_attrs.get("driver")
+        alive = driver_alive(driver)
+        if alive or (alive is None and not all_hosts):
+            continue
+        where = f"{driver.get('host')} pid {driver.get('pid')}" if isinstance(driver, dict) else "unknown"
+        reason = f"the sweep driver ({where}) stopped while this trial ran; marked failed on resume"
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except RuntimeError:  # finished meanwhile (optuna.exceptions.UpdateFinishedTrialError)
+            continue
+        changed.append(trial.number)
+    return changed
+
+
+# ------------------------------------------------------------------------------------ trial records
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (Optuna stores user attributes as JSON); NaN/inf become None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return jsonable(value.item())
+    return str(value)
+
+
+def finished_trial_attrs(
+    metrics: dict[str, Any], checkpoint: str | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The user attributes of a finished trial from its last reported metrics. Training's final report
+    (``done: True``) carries them all; a trial stopped early by the scheduler gets them from its last
+    epoch, with ``early_stopped: True`` and ``epochs`` = the epochs it trained."""
+    attrs = {k: v for k, v in metrics.items() if k != "done"}
+    done = bool(metrics.get("done"))
+    attrs["early_stopped"] = not done
+    if not done or "epochs" not in attrs:
+        attrs["epochs"] = metrics.get("epoch")
+    attrs["checkpoint"] = checkpoint
+    attrs.update(extra or {})
+    return jsonable(attrs)
+
+
+def write_trial_attrs(storage: optuna.storages.BaseStorage, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Write user attributes onto a trial that is still RUNNING (finished trials are read-only)."""
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, jsonable(value))
+
+
+def fail_trial(
+    storage: optuna.storages.BaseStorage, trial_id: int, reason: str, attrs: dict | None = None
+) -> None:
+    write_trial_attrs(storage, trial_id, {**(attrs or {}), "fail_reason": reason})
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # group: lambda, alpha, ... exist only for some penalties (a conditional space)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name in ("random", "grid"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SweepError(f"sampler must be one of nsga2, tpe, random, grid, got {name!r}")
+
+
+def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
+    """--sampler grid: the baseline, then every penalty at GRID_POINTS lambda values (other settings
+    stay at their fixed values)."""
+    points = [{"penalty": "none"}]
+    lam = space.search.get("lam")
+    for penalty in space.search["penalty"].choices:
+        if penalty == "none":
+            continue
+        if lam is None:
+            points.append({"penalty": penalty})
+        else:
+            points.extend({"penalty": penalty, "lam": v} for v in lam.grid(GRID_POINTS))
+    return points
+
+
+def enqueue_missing(study: optuna.Study, points: list[dict[str, Any]], limit: int | None = None) -> int:
+    """Enqueue each point unless a trial with those parameters is complete, running or waiting, so that
+    at most ``limit`` trials wait in the queue (the trials this run will ask for)."""
+    live = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    )
+    seen = [t.system_attrs.get("fixed_params", t.params) for t in live]
+    room = None if limit is None else limit - sum(t.state == TrialState.WAITING for t in live)
+    added = 0
+    for point in points:
+        if room is not None and added >= room:
+            break
+        if not any(all(p.get(k) == v for k, v in point.items()) for p in seen):
+            study.enqueue_trial(point)
+            added += 1
+    return added
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+@dataclass
+class StudyCounts:
+    complete: int = 0
+    early_stopped: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @classmethod
+    def of(cls, trials: Sequence[FrozenTrial]) -> StudyCounts:
+        out = cls()
+        for t in trials:
+            if t.state == TrialState.COMPLETE and t.user_attrs.get("early_stopped"):
+                out.early_stopped += 1
+            elif t.state == TrialState.COMPLETE:
+                out.complete += 1
+            elif t.state == TrialState.PRUNED:
+                out.early_stopped += 1
+            elif t.state == TrialState.FAIL:
+                out.failed += 1
+            elif t.state == TrialState.RUNNING:
+                out.running += 1
+            elif t.state == TrialState.WAITING:
+                out.waiting += 1
+        return out
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    names = study.user_attrs.get("objectives") or study.metric_names
+    return list(names) if names else [f"value{i}" for i in range(len(study.directions))]
+
+
+def _fmt(value: Any, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and spec:
+        return format(value, spec)
+    return str(value)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def trial_rows(study: optuna.Study) -> list[list[str]]:
+    names = objective_names(study)
+    header = ["trial", "state", "penalty", "lambda", *names, "epochs", "seconds", "note"]
+    rows = [header]
+    for t in study.get_trials(deepcopy=False):
+        values = dict(zip(names, t.values or [], strict=False))
+        state = t.state.name
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("early_stopped"):
+            state = "EARLY_STOPPED"
+        seconds = t.duration.total_seconds() if t.duration else None
+        note = t.user_attrs.get("fail_reason") or ""
+        if t.user_attrs.get("empty_layers"):
+            note = f"empty layer(s): {', '.join(t.user_attrs['empty_layers'])}"
+        lam = t.params.get("lam")
+        rows.append(
+            [
+                str(t.number),
+                state,
+                str(t.params.get("penalty", t.user_attrs.get("config", {}).get("penalty", "-"))),
+                "-" if lam is None or t.params.get("penalty") == "none" else f"{lam:.2e}",
+                *(_fmt(values.get(n), ".2f" if n == "top1_error" else ".0f") for n in names),
+                _fmt(t.user_attrs.get("epochs")),
+                _fmt(seconds, ".1f"),
+                note[:80],
+            ]
+        )
+    return rows
+
+
+def status_command(storage: str | None, study: str | None) -> int:
+    """``sweep status``: the studies in a database with their trial counts, or one study's trials."""
+    url = resolve_storage(storage)
+    rdb = open_storage(url, create=False)
+    print(f"storage: {display_url(url)}")
+    if study is not None:
+        loaded = load_existing(rdb, study)
+        counts = StudyCounts.of(loaded.get_trials(deepcopy=False))
+        print(f"study {study}: {_counts_line(counts)}")
+        rows = trial_rows(loaded)
+        print(_table(rows) if len(rows) > 1 else "no trials yet")
+        return 0
+    summaries = rdb.get_all_studies()
+    if not summaries:
+        print("no studies in this database; start one with: python -m sweep run MODEL")
+        return 0
+    rows = [["study", "objectives", "complete", "early-stopped", "failed", "running", "best top1_error"]]
+    for summary in sorted(summaries, key=lambda s: s.study_name):
+        loaded = optuna.load_study(study_name=summary.study_name, storage=rdb)
+        trials = loaded.get_trials(deepcopy=False)
+        counts = StudyCounts.of(trials)
+        names = objective_names(loaded)
+        best = None
+        if "top1_error" in names:
+            i = names.index("top1_error")
+            errors = [
+                t.values[i]
+                for t in trials
+                if t.state == TrialState.COMPLETE and not t.user_attrs.get("early_stopped") and t.values
+            ]
+            best = min(errors, default=None)
+        rows.append(
+            [
+                summary.study_name,
+                ",".join(names),
+                str(counts.complete),
+                str(counts.early_stopped),
+                str(counts.failed),
+                str(counts.running),
+                _fmt(best, ".2f"),
+            ]
+        )
+    print(_table(rows))
+    return 0
+
+
+def _counts_line(counts: StudyCounts) -> str:
+    parts = [
+        f"{counts.complete} complete",
+        f"{counts.early_stopped} early-stopped",
+        f"{counts.failed} failed",
+    ]
+    if counts.running:
+        parts.append(f"{counts.running} running")
+    if counts.waiting:
+        parts.append(f"{counts.waiting} waiting")
+    return ", ".join(parts)
+
+
+def counts_line(study: optuna.Study) -> str:
+    return _counts_line(StudyCounts.of(study.get_trials(deepcopy=False)))
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    penalty = params.get("penalty", "?")
+    if penalty == "none":
+        return "none (baseline)"
+    lam = params.get("lam")
+    return f"{penalty} lam {lam:.2e}" if isinstance(lam, float) else str(penalty)
+
+
+def summary_lines(study: optuna.Study, shown_url: str) -> list[str]:
+    """The closing summary of a sweep: counts, the most accurate and the smallest fully trained trials,
+    where the study is and how to look at it."""
+    trials = study.get_trials(deepcopy=False)
+    lines = [f"study {study.study_name}: {_counts_line(StudyCounts.of(trials))}"]
+    names = objective_names(study)
+    full = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("early_stopped")]
+
+    def point(t: FrozenTrial) -> str:
+        shown = [
+            f"{v:.2f}% error" if n == "top1_error" else f"{v:,.0f} {n}"
+            for n, v in zip(names, t.values, strict=False)
+        ]
+        return f"trial {t.number} ({describe_params(t.params)}): {', '.join(shown)}"
+
+    for label, objective in (("best error", "top1_error"), ("fewest neurons", "neurons")):
+        if full and objective in names:
+            i = names.index(objective)
+            lines.append(f"{label}: {point(min(full, key=lambda t: (t.values[i], t.values)))}")
+    lines.append(f"study {study.study_name} is in {shown_url}")
+    lines.append(f"dashboard: python -m sweep dashboard {study.study_name} --storage {shown_url}")
+    return lines

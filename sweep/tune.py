@@ -1,0 +1,601 @@
+"""The sweep: an Optuna study proposes trials, Ray Tune places them on the machine (or a Ray cluster),
+and every finished trial lands in the study database with its objective values and user attributes.
+
+How the record gets written: Ray's ``OptunaSearch`` asks the study for each trial (define-by-run) and
+tells it the objective values when Ray reports the trial complete. ``StudySearch`` extends it in that
+one place: before telling, it writes the trial's user attributes (from the last result, which carries
+training's full metrics as JSON) onto the same Optuna trial, because a finished trial is read-only.
+Ray calls the searcher's ``on_trial_complete`` after the trial's last checkpoint has been persisted
+(``on_checkpoint`` comes first), so the recorded ``checkpoint`` is the final one. A trial that raises
+(NaN loss) reaches the searcher without its reason; the reason arrives a moment later through the
+``on_trial_error`` callback, so the searcher defers the FAIL until then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweep.config import Budget, SearchSpace, TrialConfig, load_space
+from sweep.errors import SweepError
+from sweep.study import (
+    check_study_name,
+    counts_line,
+    create_or_resume,
+    default_study_name,
+    describe_params,
+    display_url,
+    driver_identity,
+    enqueue_missing,
+    fail_trial,
+    finished_trial_attrs,
+    grid_points,
+    jsonable,
+    load_existing,
+    make_sampler,
+    open_storage,
+    reconcile,
+    resolve_storage,
+    summary_lines,
+    write_trial_attrs,
+)
+
+TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
+RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
+HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+# ------------------------------------------------------------------------------------ the trainable
+
+
+def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]):
+    """The function Ray runs per trial: builds the TrialConfig from the sampled parameters and calls
+    ``train_trial`` with a report that forwards each epoch (and its checkpoint folder) to Ray."""
+
+    def sweep_trial(config: dict[str, Any]) -> None:
+        from ray import tune
+
+        from sweep.train import train_trial, versions
+
+        params = {k: v for k, v in config.items() if k != TRIAL_NUMBER}
+        cfg = space.trial_config(params, budget, overrides)
+        # Training's final report carries these itself; an epoch cut short by the scheduler needs them too.
+        supplement = {
+            "config": cfg.to_dict(),
+            "dataset": cfg.dataset,
+            "seed": cfg.seed,
+            "versions": versions(),
+        }
+        history: list[dict[str, Any]] = []
+
+        def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            history.append({k: metrics[k] for k in HISTORY_KEYS if k in metrics})
+            record = {**supplement, "history": list(history), **metrics}
+            flat = {
+                k: v
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "done"
+            }
+            flat[RECORD] = json.dumps(jsonable(record))
+            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+            tune.report(flat, checkpoint=checkpoint)
+
+        with tempfile.TemporaryDirectory(prefix="sweep-trial-") as work:
+            train_trial(cfg, report, out_dir=work)
+
+    return sweep_trial
+
+
+# ----------------------------------------------------------------------------- searcher + callback
+
+
+def _searcher_class():
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudySearch(OptunaSearch):
+        """OptunaSearch that writes each trial's user attributes (and a failure's reason) into the study
+        before it tells the trial's outcome."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.checkpoints: dict[str, str] = {}  # Ray trial id -> last persisted checkpoint file
+            self.outcomes: dict[str, dict[str, Any]] = {}  # Ray trial id -> what the progress line says
+            self.pending_failures: dict[str, Any] = {}  # Ray trial id -> Optuna trial awaiting its reason
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None or trial_id in self._completed_trials:
+                return
+            self._completed_trials.add(trial_id)
+            if error:
+                self.pending_failures[trial_id] = ot_trial
+                return
+            storage = self._ot_study._storage
+            record = _record_of(result)
+            if record is None:
+                fail_trial(storage, ot_trial._trial_id, "the trial stopped before reporting any epoch")
+                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL"}
+                return
+            extra = {"ray_trial_id": trial_id}
+            if "train_seconds" not in record and result and result.get("time_total_s") is not None:
+                extra["train_seconds"] = round(float(result["time_total_s"]), 3)
+            attrs = finished_trial_attrs(record, self.checkpoints.get(trial_id), extra)
+            values = [record.get(name) for name in self.metric]
+            bad = [n for n, v in zip(self.metric, values, strict=True) if not _finite(v)]
+            if bad:
+                reason = f"objective(s) {', '.join(bad)} not reported as finite numbers"
+                fail_trial(storage, ot_trial._trial_id, reason, attrs)
+                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
+                return
+            write_trial_attrs(storage, ot_trial._trial_id, attrs)
+            self._ot_study.tell(ot_trial, [float(v) for v in values], state=TrialState.COMPLETE)
+            self.outcomes[trial_id] = {
+                "number": ot_trial.number,
+                "state": "COMPLETE",
+                "early_stopped": attrs["early_stopped"],
+                "values": dict(zip(self.metric, values, strict=True)),
+                "epochs": attrs.get("epochs"),
+                "params": dict(ot_trial.params),
+                "seconds": attrs.get("train_seconds"),
+            }
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the study database is this searcher's state, and a resumed sweep reopens
+            the study rather than unpickling Ray's copy (which cannot hold the define-by-run closure)."""
+
+        def fail_pending(self, trial_id: str, reason: str) -> int | None:
+            ot_trial = self.pending_failures.pop(trial_id, None)
+            if ot_trial is None:
+                return None
+            fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, {"ray_trial_id": trial_id})
+            self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
+            return ot_trial.number
+
+        def fail_unfinished(self, reason: str) -> list[int]:
+            """After the run: FAIL every trial this searcher asked for that was never told (interrupted)."""
+            numbers = []
+            for trial_id, ot_trial in self._ot_trials.items():
+                if trial_id in self.pending_failures:
+                    self.fail_pending(trial_id, "the trial raised an error (see its error.txt)")
+                elif trial_id not in self._completed_trials:
+                    state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+                    if state == TrialState.RUNNING:
+                        fail_trial(self._ot_study._storage, ot_trial._trial_id, reason)
+                        numbers.append(ot_trial.number)
+            return numbers
+
+    return StudySearch
+
+
+def _record_of(result: dict | None) -> dict[str, Any] | None:
+    if not result or not isinstance(result.get(RECORD), str):
+        return None
+    return json.loads(result[RECORD])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _error_reason(trial: Any) -> str:
+    """``Kind: first line`` of the exception a trial raised, from Ray's pickled copy of it (written in the
+    driver's staging folder before the error callbacks run), else the last line of its error file."""
+    from ray import cloudpickle
+
+    err = None
+    for path in (trial.pickled_error_file, trial.error_file):
+        if not path or not os.path.isfile(path):
+            continue
+        try:
+            if path == trial.pickled_error_file:
+                with open(path, "rb") as f:
+                    err = cloudpickle.load(f)
+                cause = getattr(err, "cause", None) or err
+                lines = str(cause).strip().splitlines()
+                return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()[:500]
+            lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+            return lines[-1][:500] if lines else "the trial raised an error"
+        except Exception:  # an error that cannot be unpickled here: try the text file
+            continue
+    return "the trial raised an error"
+
+
+def _progress_class():
+    from ray import tune
+
+    class SweepProgress(tune.Callback):
+        """Feeds the searcher the persisted checkpoint paths and error reasons; one line per trial."""
+
+        def __init__(self, search: Any, total: int) -> None:
+            self.search = search
+            self.total = total
+            self.done = 0
+
+        def on_checkpoint(
+            self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+        ) -> None:
+            self.search.checkpoints[trial.trial_id] = os.path.join(checkpoint.path, CHECKPOINT_FILE)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            reason = _error_reason(trial)
+            number = self.search.fail_pending(trial.trial_id, reason)
+            self.done += 1
+            print(f"[{self.done}/{self.total}] trial {_num(number)} FAILED: {reason}", flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.done += 1
+            print(
+                f"[{self.done}/{self.total}] {_outcome_line(self.search.outcomes.get(trial.trial_id))}",
+                flush=True,
+            )
+
+    return SweepProgress
+
+
+def _num(number: int | None) -> str:
+    return "?" if number is None else str(number)
+
+
+def _outcome_line(outcome: dict[str, Any] | None) -> str:
+    if outcome is None:
+        return "trial ? ended without a result"
+    number = outcome["number"]
+    if outcome["state"] == "FAIL":
+        return f"trial {number} FAILED: {outcome.get('reason', 'no result')}"
+    values = outcome["values"]
+    shown = ", ".join(
+        f"error {v:.2f}%" if k == "top1_error" else f"{k} {v:,.0f}" if k != "latency_ms" else f"{v:.2f} ms"
+        for k, v in values.items()
+    )
+    what = f"early-stopped at epoch {outcome['epochs']}" if outcome["early_stopped"] else "complete"
+    seconds = outcome.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+    return f"trial {number} {what}: {describe_params(outcome['params'])} -> {shown}{took}"
+
+
+# -------------------------------------------------------------------------------------------- ray
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _start_ray(address: str | None) -> bool:
+    """Start (or join) Ray; False when a session was already running in this process (kept afterwards)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                num_gpus=_local_gpus(),
+                include_dashboard=False,
+                object_store_memory=256 * 2**20,
+                **quiet,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise SweepError(
+            f"cannot start Ray{f' at {address}' if address else ''}: {str(err).splitlines()[0]}"
+        ) from None
+    return True
+
+
+def _capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials that fit on the Ray cluster at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [int(total.get("CPU", 0) // cpus_per_trial)] if cpus_per_trial > 0 else []
+    if gpus_per_trial > 0:
+        fits.append(int(total.get("GPU", 0) // gpus_per_trial))
+    return max(1, min(fits)) if fits else 1
+
+
+def _check_cluster_gpus(gpus_per_trial: float) -> None:
+    import ray
+
+    most = max((n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if gpus_per_trial > most:
+        raise SweepError(
+            f"--gpus-per-trial {gpus_per_trial:g} is more than the {most:g} GPU(s) of any Ray node"
+        )
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+@dataclass
+class SweepPlan:
+    """A validated ``sweep run`` request: nothing here has touched the database or started Ray."""
+
+    space: SearchSpace
+    budget: Budget
+    overrides: dict[str, Any]
+    base: TrialConfig
+    name: str
+    trials: int
+    sampler: str
+    scheduler: str
+    cpus_per_trial: float
+    gpus_per_trial: float
+    concurrency: int | None
+    address: str | None
+    out: str
+
+
+def plan_sweep(
+    model: str,
+    space: str | None,
+    study: str | None,
+    trials: int | None,
+    budget: str,
+    overrides: dict[str, Any],
+    sampler: str,
+    scheduler: str,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    concurrency: int | None,
+    address: str | None,
+    out: str,
+) -> SweepPlan:
+    search_space = load_space(model, space)
+    chosen = search_space.budget(budget)
+    base = search_space.trial_config({}, chosen, overrides)
+    wanted = trials if trials is not None else chosen.trials
+    if wanted < 1:
+        raise SweepError(f"--trials must be at least 1, got {wanted}")
+    if concurrency is not None and concurrency < 1:
+        raise SweepError(f"--concurrency must be at least 1, got {concurrency}")
+    if not cpus_per_trial > 0 or gpus_per_trial < 0:
+        raise SweepError(
+            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial:g}, {gpus_per_trial:g}"
+        )
+    if not address:
+        for flag, asked, have, unit in (
+            ("--cpus-per-trial", cpus_per_trial, os.cpu_count() or 1, "CPU"),
+            ("--gpus-per-trial", gpus_per_trial, _local_gpus() if gpus_per_trial > 0 else 0, "GPU"),
+        ):
+            if asked > have:
+                raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}(s) of this machine")
+    name = check_study_name(study or default_study_name(model, base.dataset or search_space.dataset))
+    return SweepPlan(
+        search_space,
+        chosen,
+        overrides,
+        base,
+        name,
+        wanted,
+        sampler,
+        scheduler,
+        cpus_per_trial,
+        gpus_per_trial,
+        concurrency,
+        address,
+        out,
+    )
+
+
+def run_command(
+    model: str,
+    space: str | None,
+    study: str | None,
+    storage: str | None,
+    trials: int | None,
+    budget: str,
+    epochs: int | None,
+    dataset: str | None,
+    data_dir: str | None,
+    subset: int | None,
+    seed: int,
+    sampler: str,
+    scheduler: str,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    concurrency: int | None,
+    address: str | None,
+    resume: bool,
+    out: str,
+) -> int:
+    """``sweep run``: search the model's space for the error/size trade-off; trials go to the study.
+
+    ``--trials N`` runs N trials; with ``--resume`` it runs until the study holds N complete ones."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data_dir = data_dir or os.environ.get("SWEEP_DATA_DIR") or None
+    if data_dir:
+        data_dir = str(Path(data_dir).expanduser().resolve())  # Ray workers run in other folders
+    overrides = {"dataset": dataset, "data_dir": data_dir, "subset": subset, "epochs": epochs, "seed": seed}
+    plan = plan_sweep(
+        model,
+        space,
+        study,
+        trials,
+        budget,
+        overrides,
+        sampler,
+        scheduler,
+        cpus_per_trial,
+        gpus_per_trial,
+        concurrency,
+        address,
+        out,
+    )
+    url = resolve_storage(storage)
+    print(f"storage: {display_url(url)}", flush=True)
+    rdb = None
+    if resume:  # before anything slow: the study must exist, and a missing database is not created
+        rdb = open_storage(url, create=False)
+        load_existing(rdb, plan.name)
+    _check_data(plan.base)
+    rdb = rdb or open_storage(url)
+    fingerprint = plan.space.fingerprint(plan.budget, overrides)
+    settings = {
+        "space": plan.space.path,
+        "budget": plan.budget.name,
+        "sampler": sampler,
+        "scheduler": scheduler,
+    }
+    opened = create_or_resume(rdb, plan.name, fingerprint, settings, resume)
+    for line in opened.differences:
+        print(f"note: the search space changed since the study began (--resume goes on): {line}", flush=True)
+    failed_now = reconcile(opened.study, all_hosts=resume)
+    if failed_now:
+        print(
+            f"marked FAIL: trial(s) {', '.join(map(str, failed_now))}, left running by a stopped sweep",
+            flush=True,
+        )
+    complete = len(opened.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    remaining = plan.trials - complete if resume else plan.trials
+    state = "new" if opened.created else "resumed" if resume else "extended"
+    print(f"study {plan.name} ({state}): {counts_line(opened.study)}", flush=True)
+    outcomes: list[dict[str, Any]] = []
+    if remaining <= 0:
+        print(
+            f"nothing to run: the study has {complete} complete trials (asked for {plan.trials})", flush=True
+        )
+    else:
+        b = plan.base
+        print(
+            f"running {remaining} trial(s) of {model} on {b.dataset}: budget {plan.budget.name} ({b.epochs} "
+            f"epoch(s){f', subset {b.subset}' if b.subset else ''}), sampler {sampler}, scheduler {scheduler}, "
+            f"objectives {', '.join(plan.space.objectives)}",
+            flush=True,
+        )
+        outcomes = _fit(plan, opened.study, rdb, remaining, seed)
+    _print_run_line(outcomes, started)
+    for line in summary_lines(load_existing(rdb, plan.name), display_url(url)):
+        print(line, flush=True)
+    return 0 if not outcomes or any(o["state"] == "COMPLETE" for o in outcomes) else 1
+
+
+def _check_data(cfg: TrialConfig) -> None:
+    """Fail before Ray starts when the dataset is missing (loading it also downloads where allowed)."""
+    from sweep import data
+
+    if cfg.dataset not in data.available_offline(cfg.data_dir):
+        data.load(cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset, holdout=cfg.holdout, seed=cfg.seed)
+
+
+def _fit(
+    plan: SweepPlan, study: optuna.Study, rdb: optuna.storages.RDBStorage, n_trials: int, seed: int
+) -> list[dict[str, Any]]:
+    """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial."""
+    only = ("penalty", "lam") if plan.sampler == "grid" else None
+    points = grid_points(plan.space) if plan.sampler == "grid" else [plan.space.baseline()]
+    enqueue_missing(study, points, limit=n_trials)
+    # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws.
+    sampler = make_sampler(
+        plan.sampler, seed * 1_000_003 + len(study.get_trials(deepcopy=False)), plan.trials
+    )
+    driver, space = driver_identity(), plan.space
+
+    def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
+        space.suggest(trial, only=only)
+        trial.set_user_attr("driver", driver)
+        return {TRIAL_NUMBER: trial.number}
+
+    # Quiet Ray: each trial event gets one line of ours (failures included); the study database, not
+    # Ray's per-trial logs, is the record.
+    for var, value in (
+        ("TUNE_PRINT_ALL_TRIAL_ERRORS", "0"),
+        ("RAY_AIR_NEW_OUTPUT", "0"),
+        ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
+    ):
+        os.environ.setdefault(var, value)
+    started_here = _start_ray(plan.address)
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    try:
+        if plan.address:
+            _check_cluster_gpus(plan.gpus_per_trial)
+        objectives = list(plan.space.objectives)
+        search = _searcher_class()(
+            space=define_by_run,
+            metric=objectives,
+            mode=["min"] * len(objectives),
+            sampler=sampler,
+            storage=rdb,
+            study_name=plan.name,
+        )
+        limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
+        epochs = plan.base.epochs
+        trial_scheduler = (
+            ASHAScheduler(
+                time_attr="training_iteration",
+                metric="top1_error",
+                mode="min",
+                max_t=epochs,
+                grace_period=max(1, epochs // 4),
+                reduction_factor=3,
+            )
+            if plan.scheduler == "asha"
+            else FIFOScheduler()
+        )
+        resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(make_trainable(plan.space, plan.budget, plan.overrides), resources),
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(search, max_concurrent=max(1, limit)),
+                scheduler=trial_scheduler,
+                num_samples=n_trials,
+                reuse_actors=True,  # one worker process per slot: torch imported and data read once
+                trial_dirname_creator=lambda t: f"trial_{t.config.get(TRIAL_NUMBER, 0):04d}_{t.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=plan.name,
+                storage_path=str(Path(plan.out).expanduser().resolve()),
+                verbose=0,
+                callbacks=[_progress_class()(search, n_trials)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for logger in ("ray.tune", "ray.train"):
+                logging.getLogger(logger).setLevel(logging.CRITICAL)
+            try:
+                tuner.fit()
+            finally:
+                cut = search.fail_unfinished("the sweep stopped before this trial finished")
+                if cut:
+                    print(
+                        f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
+                    )
+        return list(search.outcomes.values())
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _print_run_line(outcomes: list[dict[str, Any]], started: float) -> None:
+    failed = sum(o["state"] == "FAIL" for o in outcomes)
+    early = sum(o["state"] == "COMPLETE" and bool(o.get("early_stopped")) for o in outcomes)
+    own = sum(o.get("seconds") or 0.0 for o in outcomes)
+    print(
+        f"this run: {len(outcomes) - failed - early} complete, {early} early-stopped, {failed} failed in "
+        f"{time.perf_counter() - started:.1f} s (the trials' own training: {own:.1f} s)",
+        flush=True,
+    )

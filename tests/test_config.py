@@ -1,0 +1,267 @@
+"""Search spaces: the shipped YAML files load, sample and resolve; bad files fail with one precise line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweep import cli, models
+from sweep.config import (
+    Budget,
+    TrialConfig,
+    fingerprint_differences,
+    fingerprint_digest,
+    load_space,
+    space_path,
+)
+from sweep.errors import SweepError
+
+SHIPPED = ["lenet", "cifar10_quick", "alexnet", "vgg13", "vgg13_cifar"]
+
+LENET_SPACE = """\
+model: lenet
+dataset: mnist
+objectives: [top1_error, neurons]
+fixed:
+  batch_size: 64
+  lr: 0.01
+  lr_policy: inv
+search:
+  penalty: {choices: [none, l1, group_lasso, sparse_group_lasso, nuclear]}
+  lam: {low: 1.0e-5, high: 1.0e-1, log: true}
+  alpha: {low: 0.0, high: 1.0}
+  layers: {choices: {fc: [fc1], all: null}}
+  layer_scales:
+    conv1: {low: 0.1, high: 10.0, log: true}
+    fc1: {low: 0.1, high: 10.0, log: true}
+  debias_fraction: {low: 0.0, high: 0.5}
+  warmup_epochs: {low: 0.0, high: 2.0}
+  lr: {choices: [0.01, 0.02]}
+budgets:
+  smoke: {trials: 6, epochs: 1, subset: 6000}
+  paper:
+    trials: 60
+    epochs: 11
+    overrides: {batch_size: 32}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_spaces_load_and_resolve_every_budget(model):
+    space = load_space(model)
+    assert space.model == model
+    assert space.objectives == ("top1_error", "neurons")
+    assert "smoke" in space.budgets
+    for budget in space.budgets.values():
+        cfg = space.trial_config(space.baseline(), budget)
+        assert cfg.penalty == "none"
+        assert cfg.epochs == budget.epochs
+        assert cfg.dataset == space.dataset
+    assert set(models.names()) <= {p.stem for p in space_path(model).parent.glob("*.yaml")}
+
+
+def test_paper_schedules_are_the_caffe_solvers():
+    lenet = load_space("lenet").trial_config({}, "paper")
+    assert (lenet.lr, lenet.momentum, lenet.weight_decay, lenet.batch_size) == (0.01, 0.9, 5e-4, 64)
+    assert (lenet.lr_policy, lenet.lr_gamma, lenet.lr_power, lenet.epochs) == ("inv", 1e-4, 0.75, 11)
+    quick = load_space("cifar10_quick").trial_config({}, "paper")
+    assert (quick.lr, quick.momentum, quick.weight_decay, quick.batch_size) == (0.001, 0.9, 0.004, 100)
+    assert (quick.lr_policy, quick.lr_milestones, quick.lr_gamma, quick.epochs) == ("multistep", [8], 0.1, 10)
+
+
+def test_suggest_is_conditional_on_the_penalty(tmp_path):
+    space = load_space("lenet", write(tmp_path, LENET_SPACE))
+    study = optuna.create_study(directions=["minimize"] * 2, sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = space.suggest(trial)
+        penalty = params["penalty"]
+        seen.add(penalty)
+        if penalty == "none":
+            assert set(params) == {"penalty", "lr"}, "the baseline samples nothing penalty-specific"
+        else:
+            assert {"lam", "layers", "debias_fraction", "warmup_epochs"} <= set(params)
+            assert ("alpha" in params) == (penalty == "sparse_group_lasso")
+            scaled = {k.split(".", 1)[1] for k in params if k.startswith("layer_scales.")}
+            assert scaled == ({"fc1"} if params["layers"] == "fc" else {"conv1", "fc1"})
+        cfg = space.trial_config(params, "paper")
+        assert cfg.validate() is cfg
+        study.tell(trial, [1.0, 1.0])
+    assert seen == {"none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"}
+
+
+def test_trial_config_layers_scales_debias_and_precedence(tmp_path):
+    space = load_space("lenet", write(tmp_path, LENET_SPACE))
+    params = {
+        "penalty": "group_lasso",
+        "lam": 3e-3,
+        "layers": "fc",
+        "layer_scales.fc1": 2.0,
+        "debias_fraction": 0.45,
+        "warmup_epochs": 1.5,
+    }
+    cfg = space.trial_config(params, "paper", {"seed": 7, "subset": None, "data_dir": "/data"})
+    assert cfg.layers == ["fc1"] and cfg.layer_scales == {"fc1": 2.0}
+    assert cfg.debias_epochs == 5  # round(0.45 * 11)
+    assert cfg.batch_size == 32  # the budget's override of the fixed 64
+    assert (cfg.seed, cfg.subset, cfg.data_dir, cfg.epochs) == (7, None, "/data", 11)
+    one_epoch = space.trial_config({**params, "debias_fraction": 0.5, "layers": "all"}, "smoke")
+    assert one_epoch.debias_epochs == 0, "a 1-epoch trial keeps its only epoch sparse"
+    assert one_epoch.layers is None
+    with pytest.raises(SweepError, match="parameter 'bogus' is not in the search space"):
+        space.trial_config({"bogus": 1})
+
+
+def test_baseline_keeps_the_fixed_value_of_searched_settings(tmp_path):
+    space = load_space("lenet", write(tmp_path, LENET_SPACE))
+    assert space.baseline() == {"penalty": "none", "lr": 0.01}
+
+
+def test_fingerprint_is_stable_and_differences_name_the_key(tmp_path):
+    path = write(tmp_path, LENET_SPACE)
+    a = load_space("lenet", path).fingerprint("smoke")
+    b = load_space("lenet", path).fingerprint("smoke", {"data_dir": "/elsewhere", "seed": 0})
+    assert a == b and fingerprint_digest(a) == fingerprint_digest(b)
+    changed = load_space("lenet", write(tmp_path, LENET_SPACE.replace("high: 1.0e-1", "high: 0.5"), "b.yaml"))
+    diffs = fingerprint_differences(a, changed.fingerprint("smoke"))
+    assert diffs == ["search.lam.high: 0.1 -> 0.5"]
+    assert fingerprint_differences(a, load_space("lenet", path).fingerprint("paper"))
+
+
+BAD_SPACES = [
+    ("model: lenet\nsearch: [1, 2\n", r"space\.yaml:3: malformed YAML"),
+    ("model: lenet\nmodel: lenet\n", r"space\.yaml:2: malformed YAML: duplicate key 'model'"),
+    (
+        "model: lenet\nserch: {}\n",
+        r"serch: unknown key; allowed: model, dataset, objectives, fixed, search, budgets",
+    ),
+    ("model: lenet5\nsearch: {}\n", r"model: unknown model 'lenet5'; known: alexnet, cifar10_quick, lenet"),
+    ("model: lenet\ndataset: svhn\nsearch: {}\n", r"dataset: unknown dataset 'svhn'; known: "),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lamda: {low: 1, high: 2}}\n",
+        r"search\.lamda: unknown key; allowed: penalty, lam, alpha",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l3]}}\n",
+        r"search\.penalty\.choices\[1\]: unknown penalty 'l3'; allowed: none, l1, group_lasso, sparse_group_lasso, nuclear",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [l1, nuclear]}}\n",
+        r"search\.penalty\.choices: must include 'none'",
+    ),
+    ("model: lenet\nsearch: {lam: {low: 0.1, high: 1}}\n", r"search: missing penalty"),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: abc, high: 1}}\n",
+        r"search\.lam\.low: must be a number, got 'abc'",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0.1, high: 0.1}}\n",
+        r"search\.lam: empty or inverted range: low 0\.1 must be below high 0\.1",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0.5, high: 0.1}}\n",
+        r"search\.lam: empty or inverted range",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0, high: 0.1, log: true}}\n",
+        r"search\.lam\.low: a log range needs low > 0, got 0\.0",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 1e-5, high: 0.1, log: yes please}}\n",
+        r"search\.lam\.log: must be true or false",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, alpha: {low: 0, high: 2}}\n",
+        r"search\.alpha: range 0\.0\.\.2\.0 must lie in \[0\.0, 1\.0\]",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 1, high: 2, sigma: 3}}\n",
+        r"search\.lam\.sigma: unknown key; allowed: low, high, log, step, choices",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, layer_scales: {fc9: {low: 1, high: 2}}}\n",
+        r"search\.layer_scales: unknown layer 'fc9'; layers that can lose units: conv1, conv2, fc1",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}, layers: {choices: [fc1]}}\n",
+        r"search\.layers\.choices: must map set names to a list of layers",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nobjectives: [top1_error, accuracy]\n",
+        r"objectives\[1\]: unknown objective 'accuracy'; allowed: top1_error, neurons, params, flops, latency_ms",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {batch_size: 64x}\n",
+        r"fixed\.batch_size: must be an integer, got '64x'",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {epochs: 3}\n",
+        r"fixed\.epochs: unknown key; allowed: alpha, batch_size",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {lr_policy: step}\n",
+        r"fixed: lr_policy must be one of constant, inv, multistep, cosine, got 'step'",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nbudgets: {smoke: {trials: 2}}\n",
+        r"budgets\.smoke: missing epochs",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\nbudgets: {smoke: {trials: 0, epochs: 1}}\n",
+        r"budgets\.smoke\.trials: must be at least 1, got 0",
+    ),
+    (
+        "model: cifar10_quick\nsearch: {penalty: {choices: [none]}}\n",
+        r"model: this space is for 'cifar10_quick', not 'lenet'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_SPACES)
+def test_bad_spaces_fail_with_file_key_path_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(SweepError, match=message) as err:
+        load_space("lenet", path)
+    assert str(err.value).startswith(path)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_budget_and_missing_file(tmp_path):
+    space = load_space("lenet", write(tmp_path, LENET_SPACE))
+    with pytest.raises(SweepError, match=r"unknown budget 'huge' in .*space\.yaml; known: smoke, paper"):
+        space.budget("huge")
+    assert space.budget(Budget("x", 1, 1)).name == "x"
+    with pytest.raises(SweepError, match=r"cannot read search space .*nowhere\.yaml"):
+        load_space("lenet", str(tmp_path / "nowhere.yaml"))
+    with pytest.raises(SweepError, match="no search space for model 'resnet'"):
+        load_space("resnet")
+
+
+def test_yaml_1_1_exponents_without_a_dot_are_numbers(tmp_path):
+    space = load_space("lenet", write(tmp_path, LENET_SPACE.replace("low: 1.0e-5", "low: 1e-5")))
+    assert space.search["lam"].low == 1e-5
+
+
+def test_run_with_a_malformed_space_exits_2_with_one_line(tmp_path, capsys):
+    path = write(tmp_path, "model: lenet\nsearch: {penalty: {choices: [none, l7]}}\n")
+    db = tmp_path / "sweep.db"
+    code = cli.main(["run", "lenet", "--space", path, "--storage", f"sqlite:///{db}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("sweep: error: ")
+    assert "search.penalty.choices[1]: unknown penalty 'l7'" in err
+    assert not db.exists()
+
+
+def test_trial_config_round_trip_is_unchanged():
+    cfg = TrialConfig(model="lenet")
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
