@@ -41,6 +41,7 @@ class TrialConfig:
     layer_scales: dict[str, float] = field(default_factory=dict)  # per-layer multiplier on lam
     epochs: int = 10
     debias_epochs: int = 0  # last epochs: penalty off, dead neurons held at zero by a mask
+    debias_restart: bool = True  # the debias phase starts the learning-rate schedule again
     warmup_epochs: float = 0.0  # lam ramps linearly from 0 over these epochs
     batch_size: int = 64
     lr: float = 0.01

@@ -119,17 +119,20 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
     mask: DeadMask | None = None
     history: list[dict[str, Any]] = []
     it = 0
+    schedule_start = 0  # the debias phase restarts the learning-rate schedule: it fine-tunes a new network
     metrics: dict[str, Any] = {}
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
         if epoch == sparse_epochs and use_prox:
             mask = DeadMask(neuron_groups(model))
+            if cfg.debias_restart:
+                schedule_start = it
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
         for x, y in splits.train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            lr = learning_rate(cfg, it, epoch, total_iters)
+            lr = learning_rate(cfg, it - schedule_start, epoch, total_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = torch.nn.functional.cross_entropy(model(x), y)
