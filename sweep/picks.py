@@ -323,7 +323,7 @@ def row_from_trial(trial: FrozenTrial, objectives: Sequence[str] = DEFAULT_OBJEC
         number=trial.number,
         state=trial.state.name,
         penalty=penalty,
-        lam=_float(config.get("lam", trial.params.get("lam"))),
+        lam=0.0 if penalty == "none" else _float(config.get("lam", trial.params.get("lam"))),
         alpha=alpha,
         top1_error=error,
         test_top1_error=number("test_top1_error"),
