@@ -282,7 +282,7 @@ def reconcile(study: optuna.Study, all_hosts: bool = False) -> list[int]:
         if alive or (alive is None and not all_hosts):
             continue
         where = f"{driver.get('host')} pid {driver.get('pid')}" if isinstance(driver, dict) else "unknown"
-        reason = f"the sweep driver ({where}) stopped while this trial ran; marked failed on resume"
+        reason = f"the sweep driver ({where}) stopped while this trial ran; marked failed by the next sweep"
         try:
             storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)

@@ -55,6 +55,7 @@ TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names i
 RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
 CHECKPOINT_FILE = "checkpoint.pt"
+STOPPED = "the sweep stopped before this trial finished"
 
 
 # ------------------------------------------------------------------------------------ the trainable
@@ -173,6 +174,11 @@ def _searcher_class():
                     state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
                     if state == TrialState.RUNNING:
                         fail_trial(self._ot_study._storage, ot_trial._trial_id, reason)
+                        self.outcomes[trial_id] = {
+                            "number": ot_trial.number,
+                            "state": "FAIL",
+                            "reason": reason,
+                        }
                         numbers.append(ot_trial.number)
             return numbers
 
@@ -218,15 +224,17 @@ def _progress_class():
     class SweepProgress(tune.Callback):
         """Feeds the searcher the persisted checkpoint paths and error reasons; one line per trial."""
 
-        def __init__(self, search: Any, total: int) -> None:
+        def __init__(self, search: Any, total: int, scheme: str) -> None:
             self.search = search
             self.total = total
+            self.scheme = scheme  # "s3://" etc. when --out is a URI: Ray's checkpoint paths lack it
             self.done = 0
 
         def on_checkpoint(
             self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
         ) -> None:
-            self.search.checkpoints[trial.trial_id] = os.path.join(checkpoint.path, CHECKPOINT_FILE)
+            path = f"{self.scheme}{checkpoint.path}/{CHECKPOINT_FILE}"
+            self.search.checkpoints[trial.trial_id] = path
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             reason = _error_reason(trial)
@@ -484,6 +492,10 @@ def run_command(
     _print_run_line(outcomes, started)
     for line in summary_lines(load_existing(rdb, plan.name), display_url(url)):
         print(line, flush=True)
+    cut = sum(o.get("reason") == STOPPED for o in outcomes)
+    if cut or len(outcomes) < max(remaining, 0):
+        print("the sweep was stopped before it finished; continue it with --resume", flush=True)
+        return 130
     return 0 if not outcomes or any(o["state"] == "COMPLETE" for o in outcomes) else 1
 
 
@@ -554,6 +566,10 @@ def _fit(
             else FIFOScheduler()
         )
         resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+        # Checkpoints must outlive the run at a stable place: an absolute folder, or a URI (s3://...,
+        # or a shared filesystem) that every node of a cluster can write.
+        scheme = plan.out.split("://", 1)[0] + "://" if "://" in plan.out else ""
+        storage_path = plan.out if scheme else str(Path(plan.out).expanduser().resolve())
         tuner = tune.Tuner(
             tune.with_resources(make_trainable(plan.space, plan.budget, plan.overrides), resources),
             tune_config=tune.TuneConfig(
@@ -565,9 +581,9 @@ def _fit(
             ),
             run_config=tune.RunConfig(
                 name=plan.name,
-                storage_path=str(Path(plan.out).expanduser().resolve()),
+                storage_path=storage_path,
                 verbose=0,
-                callbacks=[_progress_class()(search, n_trials)],
+                callbacks=[_progress_class()(search, n_trials, scheme)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
@@ -579,7 +595,7 @@ def _fit(
             try:
                 tuner.fit()
             finally:
-                cut = search.fail_unfinished("the sweep stopped before this trial finished")
+                cut = search.fail_unfinished(STOPPED)
                 if cut:
                     print(
                         f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
