@@ -302,6 +302,8 @@ class SearchSpace:
             else:
                 values[key] = value
         values["layer_scales"] = scales
+        if values.get("penalty") == "none":  # the baseline: no penalty, so lambda is 0, not a default
+            values.update(lam=0.0, layers=None, layer_scales={})
         if fraction is not None:
             epochs = int(values.get("epochs", TrialConfig.epochs))
             values["debias_epochs"] = max(0, min(round(fraction * epochs), epochs - 1))

@@ -62,7 +62,7 @@ def test_shipped_spaces_load_and_resolve_every_budget(model):
     assert "smoke" in space.budgets
     for budget in space.budgets.values():
         cfg = space.trial_config(space.baseline(), budget)
-        assert cfg.penalty == "none"
+        assert (cfg.penalty, cfg.lam, cfg.layers, cfg.layer_scales) == ("none", 0.0, None, {})
         assert cfg.epochs == budget.epochs
         assert cfg.dataset == space.dataset
     assert set(models.names()) <= {p.stem for p in space_path(model).parent.glob("*.yaml")}
