@@ -175,14 +175,15 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         last = epoch + 1 == cfg.epochs
         if last:
             metrics.update(final_metrics(cfg, model, splits, device, dataset, history, started))
+        # No optimizer state: a trial cut short is re-run, never continued, and momentum would double
+        # the file (about 1 GB for the 224 px VGG-13).
         save_checkpoint(
             out,
             model,
             cfg,
             epoch + 1,
             metrics,
-            optimizer,
-            {g.name: dead for g, dead in mask.entries} if mask else None,
+            masks={g.name: dead for g, dead in mask.entries} if mask else None,
         )
         if report is not None:
             report(metrics, str(out))
