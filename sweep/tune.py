@@ -114,6 +114,7 @@ def _searcher_class():
             self.checkpoints: dict[str, str] = {}  # Ray trial id -> last persisted checkpoint file
             self.outcomes: dict[str, dict[str, Any]] = {}  # Ray trial id -> what the progress line says
             self.pending_failures: dict[str, Any] = {}  # Ray trial id -> Optuna trial awaiting its reason
+            self.config_attrs: Any = lambda params: {}  # a failed trial's resolved settings, from its params
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)
@@ -126,7 +127,8 @@ def _searcher_class():
             storage = self._ot_study._storage
             record = _record_of(result)
             if record is None:
-                fail_trial(storage, ot_trial._trial_id, "the trial stopped before reporting any epoch")
+                reason = "the trial stopped before reporting any epoch"
+                fail_trial(storage, ot_trial._trial_id, reason, self.config_attrs(ot_trial.params))
                 self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL"}
                 return
             extra = {"ray_trial_id": trial_id}
@@ -160,7 +162,8 @@ def _searcher_class():
             ot_trial = self.pending_failures.pop(trial_id, None)
             if ot_trial is None:
                 return None
-            fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, {"ray_trial_id": trial_id})
+            attrs = {"ray_trial_id": trial_id, **self.config_attrs(ot_trial.params)}
+            fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
             self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
             return ot_trial.number
 
@@ -173,7 +176,8 @@ def _searcher_class():
                 elif trial_id not in self._completed_trials:
                     state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
                     if state == TrialState.RUNNING:
-                        fail_trial(self._ot_study._storage, ot_trial._trial_id, reason)
+                        attrs = self.config_attrs(ot_trial.params)
+                        fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
                         self.outcomes[trial_id] = {
                             "number": ot_trial.number,
                             "state": "FAIL",
@@ -294,6 +298,7 @@ def _start_ray(address: str | None) -> bool:
             ray.init(address=address, **quiet)
         else:
             ray.init(
+                address="local",  # a fresh instance sized to this machine, not one `ray start` left running
                 num_cpus=os.cpu_count() or 1,
                 num_gpus=_local_gpus(),
                 include_dashboard=False,
@@ -357,49 +362,28 @@ def plan_sweep(
     trials: int | None,
     budget: str,
     overrides: dict[str, Any],
-    sampler: str,
-    scheduler: str,
-    cpus_per_trial: float,
-    gpus_per_trial: float,
-    concurrency: int | None,
-    address: str | None,
-    out: str,
+    **options: Any,  # sampler, scheduler, cpus_per_trial, gpus_per_trial, concurrency, address, out
 ) -> SweepPlan:
     search_space = load_space(model, space)
     chosen = search_space.budget(budget)
     base = search_space.trial_config({}, chosen, overrides)
     wanted = trials if trials is not None else chosen.trials
+    cpus, gpus, concurrency = options["cpus_per_trial"], options["gpus_per_trial"], options["concurrency"]
     if wanted < 1:
         raise SweepError(f"--trials must be at least 1, got {wanted}")
     if concurrency is not None and concurrency < 1:
         raise SweepError(f"--concurrency must be at least 1, got {concurrency}")
-    if not cpus_per_trial > 0 or gpus_per_trial < 0:
-        raise SweepError(
-            f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial:g}, {gpus_per_trial:g}"
-        )
-    if not address:
+    if not cpus > 0 or gpus < 0:
+        raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
+    if not options["address"]:
         for flag, asked, have, unit in (
-            ("--cpus-per-trial", cpus_per_trial, os.cpu_count() or 1, "CPU"),
-            ("--gpus-per-trial", gpus_per_trial, _local_gpus() if gpus_per_trial > 0 else 0, "GPU"),
+            ("--cpus-per-trial", cpus, os.cpu_count() or 1, "CPU"),
+            ("--gpus-per-trial", gpus, _local_gpus() if gpus > 0 else 0, "GPU"),
         ):
             if asked > have:
                 raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}(s) of this machine")
     name = check_study_name(study or default_study_name(model, base.dataset or search_space.dataset))
-    return SweepPlan(
-        search_space,
-        chosen,
-        overrides,
-        base,
-        name,
-        wanted,
-        sampler,
-        scheduler,
-        cpus_per_trial,
-        gpus_per_trial,
-        concurrency,
-        address,
-        out,
-    )
+    return SweepPlan(search_space, chosen, overrides, base, name, wanted, **options)
 
 
 def run_command(
@@ -439,13 +423,13 @@ def run_command(
         trials,
         budget,
         overrides,
-        sampler,
-        scheduler,
-        cpus_per_trial,
-        gpus_per_trial,
-        concurrency,
-        address,
-        out,
+        sampler=sampler,
+        scheduler=scheduler,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        concurrency=concurrency,
+        address=address,
+        out=out,
     )
     url = resolve_storage(storage)
     print(f"storage: {display_url(url)}", flush=True)
@@ -551,6 +535,7 @@ def _fit(
             storage=rdb,
             study_name=plan.name,
         )
+        search.config_attrs = lambda params: _config_attrs(plan, params)
         limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
         epochs = plan.base.epochs
         trial_scheduler = (
@@ -604,6 +589,11 @@ def _fit(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _config_attrs(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+    cfg = plan.space.trial_config(params, plan.budget, plan.overrides)
+    return {"config": cfg.to_dict(), "dataset": cfg.dataset, "seed": cfg.seed}
 
 
 def _print_run_line(outcomes: list[dict[str, Any]], started: float) -> None:

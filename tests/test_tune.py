@@ -55,6 +55,7 @@ def ray_session() -> Iterator[None]:
     import ray
 
     ray.init(
+        address="local",
         num_cpus=2,
         num_gpus=0,
         include_dashboard=False,
@@ -154,6 +155,9 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL], "both trials ran"
     for t in trials:
         assert t.user_attrs["fail_reason"].startswith("DivergedError: training loss became nan")
+        assert (
+            t.user_attrs["config"]["lr"] == 1e8 and t.user_attrs["config"]["penalty"] == t.params["penalty"]
+        )
     assert out.count("FAILED: DivergedError") == 2
     assert "this run: 0 complete, 0 early-stopped, 2 failed" in out
 
