@@ -349,7 +349,11 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # group: lambda, alpha, ... exist only for some penalties (a conditional space)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+            # Optuna's 10 random start-up trials would be most of a small sweep: model after a quarter.
+            startup = max(3, min(10, trials // 4))
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+            )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
     if name in ("random", "grid"):
