@@ -54,8 +54,12 @@ def measure(name: str, shape: tuple[int, int, int], batch: int, steps: int) -> d
                     prox(opt)
                     times["prox_only"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"plain_ms": 1e3 * med["plain"], "prox_ms": 1e3 * med["prox_only"],
-            "ratio": med["prox"] / med["plain"], "prox_share": med["prox_only"] / med["plain"]}
+    return {
+        "plain_ms": 1e3 * med["plain"],
+        "prox_ms": 1e3 * med["prox_only"],
+        "ratio": med["prox"] / med["plain"],
+        "prox_share": med["prox_only"] / med["plain"],
+    }
 
 
 def main() -> None:
@@ -69,8 +73,10 @@ def main() -> None:
     for name, shape, batch in CASES:
         steps = args.steps if name == "lenet" else max(5, args.steps // 6)
         r = measure(name, shape, batch, steps)
-        print(f"{name:<14}{r['plain_ms']:>10.2f}{r['prox_ms']:>10.2f}{r['prox_share']:>10.1%}"
-              f"{r['ratio']:>14.3f}")
+        print(
+            f"{name:<14}{r['plain_ms']:>10.2f}{r['prox_ms']:>10.2f}{r['prox_share']:>10.1%}"
+            f"{r['ratio']:>14.3f}"
+        )
 
 
 if __name__ == "__main__":
