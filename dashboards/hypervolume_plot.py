@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,4 +69,6 @@ def draw_hypervolume(info: HypervolumeInfo) -> go.Figure:
         height=420,
         margin={"t": 80, "r": 20},
     )
+    span = (max(info.numbers) - min(info.numbers)) if info.numbers else 0
+    fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(span / 10)))  # trial numbers are integers
     return fig
