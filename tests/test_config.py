@@ -8,15 +8,9 @@ import optuna
 import pytest
 
 from sweep import cli, models
-from sweep.config import (
-    Budget,
-    TrialConfig,
-    fingerprint_differences,
-    fingerprint_digest,
-    load_space,
-    space_path,
-)
+from sweep.config import Budget, TrialConfig, fingerprint_differences, fingerprint_digest
 from sweep.errors import SweepError
+from sweep.space_file import load_space, space_path
 
 SHIPPED = ["lenet", "cifar10_quick", "alexnet", "vgg13", "vgg13_cifar"]
 

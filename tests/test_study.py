@@ -19,8 +19,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import cli
-from sweep.config import load_space
 from sweep.errors import SweepError
+from sweep.space_file import load_space
 from sweep.study import (
     TRIAL_ATTRS,
     create_or_resume,
