@@ -195,18 +195,26 @@ class SearchSpace:
     def _penalty_of(self, params: dict[str, Any]) -> str:
         return params.get("penalty", self.fixed.get("penalty", TrialConfig.penalty))
 
-    def suggest(self, trial: optuna.Trial, only: Collection[str] | None = None) -> dict[str, Any]:
-        """Define-by-run: ask ``trial`` for every setting that applies to it. Settings that only matter
-        with a penalty (lambda, alpha, layers, their scales, debias, warm-up) are not sampled for the
-        unconstrained baseline; alpha only for sparse_group_lasso; a layer's scale only if it is
-        constrained. ``only`` restricts sampling to those keys (grid search)."""
+    def suggest(
+        self, trial: optuna.Trial, only: Collection[str] | None = None, baseline: bool = False
+    ) -> dict[str, Any]:
+        """Define-by-run: ask ``trial`` for every setting that applies to it, and return the settings
+        (``trial_config`` takes them). ``baseline``: the trial is the study's unconstrained baseline, so
+        it samples no penalty and gets ``penalty: none``; the searched ``penalty`` holds only the real
+        penalties, so no other trial repeats it. Settings that only matter with a penalty (lambda,
+        alpha, layers, their scales, debias, warm-up) are not sampled for the baseline; alpha only for
+        sparse_group_lasso; a layer's scale only if it is constrained. ``only`` restricts sampling to
+        those keys (grid search)."""
         params: dict[str, Any] = {}
 
         def take(key: str) -> None:
             if key in self.search and (only is None or key in only):
                 params[key] = self.search[key].suggest(trial, key)
 
-        take("penalty")
+        if baseline:
+            params["penalty"] = "none"
+        else:
+            take("penalty")
         penalty = self._penalty_of(params)
         if penalty != "none":
             take("lam")
@@ -227,8 +235,9 @@ class SearchSpace:
         return params
 
     def baseline(self) -> dict[str, Any]:
-        """Parameters of the unconstrained baseline trial: penalty none, the other searched settings
-        (learning rate, ...) at their fixed values where those lie in the searched range."""
+        """Settings of the unconstrained baseline trial: penalty none, the other searched settings
+        (learning rate, ...) at their fixed values where those lie in the searched range. The study
+        enqueues it once, marked as the baseline (``sweep.study.enqueue_missing``)."""
         params: dict[str, Any] = {"penalty": "none"}
         base = self.trial_config({}).to_dict()
         for key, dist in self.search.items():
@@ -283,15 +292,21 @@ class SearchSpace:
         self, budget: str | Budget | None = None, overrides: dict[str, Any] | None = None
     ) -> dict:
         """What defines a study: model, dataset, objectives, distributions and the resolved trial settings
-        (fixed + budget + overrides), without machine-specific ones (data_dir, device, workers)."""
+        (fixed + budget + overrides), without machine-specific ones (data_dir, device, workers). The
+        penalties are listed as the study holds them: the baseline's ``none``, then the sampled ones
+        (so a file that lists ``none`` and one that does not make the same study)."""
         trial = self.trial_config({}, budget, overrides).to_dict()
         for key in MACHINE_KEYS:
             trial.pop(key, None)
+        search = {key: dist.to_dict() for key, dist in self.search.items()}
+        if "penalty" in self.search:
+            sampled = [c for c in self.search["penalty"].choices if c != "none"]
+            search["penalty"] = {"choices": ["none", *sampled]}
         return {
             "model": self.model,
             "dataset": trial["dataset"],
             "objectives": list(self.objectives),
-            "search": {key: dist.to_dict() for key, dist in self.search.items()},
+            "search": search,
             "trial": trial,
         }
 

@@ -26,6 +26,8 @@ from sweep.config import (
 )
 from sweep.errors import SweepError
 
+PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
+
 SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "budgets")
 BUDGET_KEYS = ("trials", "epochs", "subset", "overrides")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
@@ -223,7 +225,7 @@ class _SpaceParser:
     def search(self, value: Any) -> dict[str, Distribution]:
         spec = self.mapping(value, "search", list(SEARCH_KEYS))
         if "penalty" not in spec:
-            raise self.fail("search", "missing penalty; the unconstrained baseline 'none' is always searched")
+            raise self.fail("search", f"missing penalty; give {{choices: [...]}} over {', '.join(PENALTIES)}")
         out: dict[str, Distribution] = {}
         for key, item in spec.items():
             kind, lo, hi = SEARCH_KEYS[key]
@@ -247,11 +249,15 @@ class _SpaceParser:
                     f"search.penalty.choices[{i}]",
                     f"unknown penalty {name!r}; allowed: {', '.join(PENALTY_NAMES)}",
                 )
-        if "none" not in penalty.choices:
+        # 'none' may be listed, but is never sampled: the baseline is one trial of its own per study.
+        sampled = tuple(name for name in penalty.choices if name != "none")
+        if not sampled:
             raise self.fail(
                 "search.penalty.choices",
-                "must include 'none': the unconstrained baseline is part of every study",
+                f"needs a penalty besides none (the unconstrained baseline runs once in every study); "
+                f"allowed: {', '.join(PENALTIES)}",
             )
+        out["penalty"] = Distribution("categorical", choices=sampled)
         return out
 
     def distribution(

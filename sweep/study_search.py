@@ -20,7 +20,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from sweep.study import describe_params, fail_trial, finished_trial_attrs, write_trial_attrs
+from sweep.study import describe_params, fail_trial, finished_trial_attrs, trial_params, write_trial_attrs
 
 RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -52,7 +52,7 @@ def searcher_class():
             record = _record_of(result)
             if record is None:
                 reason = "the trial stopped before reporting any epoch"
-                fail_trial(storage, ot_trial._trial_id, reason, self.config_attrs(ot_trial.params))
+                fail_trial(storage, ot_trial._trial_id, reason, self.config_attrs(trial_params(ot_trial)))
                 self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL"}
                 return
             extra = {"ray_trial_id": trial_id}
@@ -74,7 +74,7 @@ def searcher_class():
                 "early_stopped": attrs["early_stopped"],
                 "values": dict(zip(self.metric, values, strict=True)),
                 "epochs": attrs.get("epochs"),
-                "params": dict(ot_trial.params),
+                "params": trial_params(ot_trial),
                 "seconds": attrs.get("train_seconds"),
             }
 
@@ -86,7 +86,7 @@ def searcher_class():
             ot_trial = self.pending_failures.pop(trial_id, None)
             if ot_trial is None:
                 return None
-            attrs = {"ray_trial_id": trial_id, **self.config_attrs(ot_trial.params)}
+            attrs = {"ray_trial_id": trial_id, **self.config_attrs(trial_params(ot_trial))}
             fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
             self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
             return ot_trial.number
@@ -100,7 +100,7 @@ def searcher_class():
                 elif trial_id not in self._completed_trials:
                     state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
                     if state == TrialState.RUNNING:
-                        attrs = self.config_attrs(ot_trial.params)
+                        attrs = self.config_attrs(trial_params(ot_trial))
                         fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
                         self.outcomes[trial_id] = {
                             "number": ot_trial.number,

@@ -7,6 +7,7 @@ The searcher that writes each finished trial into the study, and the per-trial p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from sweep.config import Budget, SearchSpace, TrialConfig
+from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
 from sweep.space_file import load_space
 from sweep.study import (
@@ -32,6 +34,7 @@ from sweep.study import (
     driver_identity,
     enqueue_missing,
     grid_points,
+    is_baseline,
     jsonable,
     load_existing,
     make_sampler,
@@ -307,18 +310,20 @@ def _fit(
 ) -> list[dict[str, Any]]:
     """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial."""
     only = ("penalty", "lam") if plan.sampler == "grid" else None
-    points = grid_points(plan.space) if plan.sampler == "grid" else [plan.space.baseline()]
+    space = sampled_space(plan.space, study)
+    points = grid_points(space) if plan.sampler == "grid" else [space.baseline()]
     enqueue_missing(study, points, limit=n_trials)
     # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws.
     sampler = make_sampler(
         plan.sampler, seed * 1_000_003 + len(study.get_trials(deepcopy=False)), plan.trials
     )
-    driver, space = driver_identity(), plan.space
+    driver = driver_identity()
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
-        space.suggest(trial, only=only)
+        # Returned, not only suggested: the baseline's penalty none is a constant, not an Optuna parameter.
+        params = space.suggest(trial, only=only, baseline=is_baseline(trial))
         trial.set_user_attr("driver", driver)
-        return {TRIAL_NUMBER: trial.number}
+        return {**params, TRIAL_NUMBER: trial.number}
 
     # Quiet Ray: each trial event gets one line of ours (failures included); the study database, not
     # Ray's per-trial logs, is the record.
@@ -400,6 +405,31 @@ def _fit(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
+    """The search space as ``study`` samples it. Optuna keeps a categorical's choices for the life of a
+    study, and a study begun before the baseline was a trial of its own recorded ``penalty`` with
+    ``none`` among them: such a study keeps those choices (so there ``none`` may come up again)."""
+    ours = space.search["penalty"].choices
+    recorded = next(
+        (
+            t.distributions["penalty"]
+            for t in study.get_trials(deepcopy=False)
+            if "penalty" in t.distributions
+        ),
+        None,
+    )
+    if not isinstance(recorded, CategoricalDistribution) or tuple(recorded.choices) == ours:
+        return space
+    if set(recorded.choices) - {"none"} != set(ours):
+        raise SweepError(
+            f"study {study.study_name!r} samples penalty from {', '.join(map(str, recorded.choices))}, "
+            f"this search space from {', '.join(ours)}; Optuna cannot change them within a study: "
+            "choose another --study name"
+        )
+    penalty = Distribution("categorical", choices=tuple(recorded.choices))
+    return dataclasses.replace(space, search={**space.search, "penalty": penalty})
 
 
 def _config_attrs(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
