@@ -153,7 +153,7 @@ def summarise(outcome: Outcome, rows: Sequence[TrialRow], ref_error: float, ref_
 def grid_space(model: str, trials: int, out: Path) -> Path:
     """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
     lambda values, log-spaced over the space's lambda range, for group lasso on fc1 only."""
-    from sweep.config import space_path
+    from sweep.space_file import space_path
 
     doc = yaml.safe_load(space_path(model).read_text())
     lam = doc["search"]["lam"]

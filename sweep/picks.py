@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import pareto
 from sweep.errors import SweepError
+from sweep.study import trial_params
 
 DEFAULT_STORAGE = "sqlite:///sweep.db"
 DEFAULT_OBJECTIVES = ("top1_error", "neurons")
@@ -314,7 +315,7 @@ def row_from_trial(trial: FrozenTrial, objectives: Sequence[str] = DEFAULT_OBJEC
     error = number("top1_error")
     if error is None and trial.state == TrialState.PRUNED and trial.intermediate_values:
         error = _float(trial.intermediate_values[max(trial.intermediate_values)])
-    penalty = config.get("penalty", trial.params.get("penalty"))
+    penalty = config.get("penalty", trial_params(trial).get("penalty"))
     alpha = (
         _float(config.get("alpha", trial.params.get("alpha"))) if penalty == "sparse_group_lasso" else None
     )

@@ -53,6 +53,7 @@ TRIAL_ATTRS = (
     "versions",
 )
 GRID_POINTS = 5  # lambda values per penalty for --sampler grid
+BASELINE_ATTR = "sweep_baseline"  # user attribute that marks a study's unconstrained baseline trial
 
 
 # ------------------------------------------------------------------------------------------ storage
@@ -312,6 +313,17 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def is_baseline(trial: FrozenTrial | optuna.Trial) -> bool:
+    """Whether ``trial`` is the study's unconstrained baseline: enqueued with the ``sweep_baseline``
+    mark (it samples no penalty), or, in a study begun before that mark, one that took penalty none."""
+    return bool(trial.user_attrs.get(BASELINE_ATTR)) or trial.params.get("penalty") == "none"
+
+
+def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """A trial's searched settings: its Optuna parameters, plus ``penalty: none`` for the baseline."""
+    return {**trial.params, "penalty": "none"} if is_baseline(trial) else dict(trial.params)
+
+
 def finished_trial_attrs(
     metrics: dict[str, Any], checkpoint: str | None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -378,19 +390,36 @@ def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
 
 def enqueue_missing(study: optuna.Study, points: list[dict[str, Any]], limit: int | None = None) -> int:
     """Enqueue each point unless a trial with those parameters is complete, running or waiting, so that
-    at most ``limit`` trials wait in the queue (the trials this run will ask for)."""
+    at most ``limit`` trials wait in the queue (the trials this run will ask for). A point with
+    ``penalty: none`` is the baseline: enqueued without the penalty and marked ``sweep_baseline``, and
+    only while no baseline is live, so a study holds one however often it is resumed."""
     live = study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     )
-    seen = [t.system_attrs.get("fixed_params", t.params) for t in live]
+    seen = []
+    for t in live:
+        settings = dict(t.system_attrs.get("fixed_params", t.params))
+        if t.user_attrs.get(BASELINE_ATTR):
+            settings["penalty"] = "none"
+        elif t.state == TrialState.WAITING and settings.get("penalty") == "none":  # enqueued before the mark
+            study._storage.set_trial_user_attr(t._trial_id, BASELINE_ATTR, True)
+        seen.append(settings)
     room = None if limit is None else limit - sum(t.state == TrialState.WAITING for t in live)
     added = 0
     for point in points:
         if room is not None and added >= room:
             break
-        if not any(all(p.get(k) == v for k, v in point.items()) for p in seen):
+        if point.get("penalty") == "none":  # the baseline: one per study, whatever else it fixes
+            if any(p.get("penalty") == "none" for p in seen):
+                continue
+            rest = {k: v for k, v in point.items() if k != "penalty"}
+            study.enqueue_trial(rest, user_attrs={BASELINE_ATTR: True})
+        elif any(all(p.get(k) == v for k, v in point.items()) for p in seen):
+            continue
+        else:
             study.enqueue_trial(point)
-            added += 1
+        seen.append(point)
+        added += 1
     return added
 
 
@@ -455,13 +484,15 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
         note = t.user_attrs.get("fail_reason") or ""
         if t.user_attrs.get("empty_layers"):
             note = f"empty layer(s): {', '.join(t.user_attrs['empty_layers'])}"
-        lam = t.params.get("lam")
+        params = trial_params(t)
+        penalty = params.get("penalty", t.user_attrs.get("config", {}).get("penalty", "-"))
+        lam = params.get("lam")
         rows.append(
             [
                 str(t.number),
                 state,
-                str(t.params.get("penalty", t.user_attrs.get("config", {}).get("penalty", "-"))),
-                "-" if lam is None or t.params.get("penalty") == "none" else f"{lam:.2e}",
+                str(penalty),
+                "-" if lam is None or penalty == "none" else f"{lam:.2e}",
                 *(_fmt(values.get(n), ".2f" if n == "top1_error" else ".0f") for n in names),
                 _fmt(t.user_attrs.get("epochs")),
                 _fmt(seconds, ".1f"),
@@ -555,7 +586,7 @@ def summary_lines(study: optuna.Study, shown_url: str) -> list[str]:
             f"{v:.2f}% error" if n == "top1_error" else f"{v:,.0f} {n}"
             for n, v in zip(names, t.values, strict=False)
         ]
-        return f"trial {t.number} ({describe_params(t.params)}): {', '.join(shown)}"
+        return f"trial {t.number} ({describe_params(trial_params(t))}): {', '.join(shown)}"
 
     for label, objective in (("best error", "top1_error"), ("fewest neurons", "neurons")):
         if full and objective in names:

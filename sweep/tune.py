@@ -1,21 +1,15 @@
 """The sweep: an Optuna study proposes trials, Ray Tune places them on the machine (or a Ray cluster),
 and every finished trial lands in the study database with its objective values and user attributes.
 
-How the record gets written: Ray's ``OptunaSearch`` asks the study for each trial (define-by-run) and
-tells it the objective values when Ray reports the trial complete. ``StudySearch`` extends it in that
-one place: before telling, it writes the trial's user attributes (from the last result, which carries
-training's full metrics as JSON) onto the same Optuna trial, because a finished trial is read-only.
-Ray calls the searcher's ``on_trial_complete`` after the trial's last checkpoint has been persisted
-(``on_checkpoint`` comes first), so the recorded ``checkpoint`` is the final one. A trial that raises
-(NaN loss) reaches the searcher without its reason; the reason arrives a moment later through the
-``on_trial_error`` callback, so the searcher defers the FAIL until then.
+The searcher that writes each finished trial into the study, and the per-trial progress lines, are in
+``sweep.study_search``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -25,22 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from sweep.config import Budget, SearchSpace, TrialConfig, load_space
+from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
+from sweep.space_file import load_space
 from sweep.study import (
     check_study_name,
     counts_line,
     create_or_resume,
     default_study_name,
-    describe_params,
     display_url,
     driver_identity,
     enqueue_missing,
-    fail_trial,
-    finished_trial_attrs,
     grid_points,
+    is_baseline,
     jsonable,
     load_existing,
     make_sampler,
@@ -48,13 +42,11 @@ from sweep.study import (
     reconcile,
     resolve_storage,
     summary_lines,
-    write_trial_attrs,
 )
+from sweep.study_search import RECORD, progress_class, searcher_class
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
-RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
-CHECKPOINT_FILE = "checkpoint.pt"
 STOPPED = "the sweep stopped before this trial finished"
 
 
@@ -97,184 +89,6 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
             train_trial(cfg, report, out_dir=work)
 
     return sweep_trial
-
-
-# ----------------------------------------------------------------------------- searcher + callback
-
-
-def _searcher_class():
-    from ray.tune.search.optuna import OptunaSearch
-
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that writes each trial's user attributes (and a failure's reason) into the study
-        before it tells the trial's outcome."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.checkpoints: dict[str, str] = {}  # Ray trial id -> last persisted checkpoint file
-            self.outcomes: dict[str, dict[str, Any]] = {}  # Ray trial id -> what the progress line says
-            self.pending_failures: dict[str, Any] = {}  # Ray trial id -> Optuna trial awaiting its reason
-            self.config_attrs: Any = lambda params: {}  # a failed trial's resolved settings, from its params
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None or trial_id in self._completed_trials:
-                return
-            self._completed_trials.add(trial_id)
-            if error:
-                self.pending_failures[trial_id] = ot_trial
-                return
-            storage = self._ot_study._storage
-            record = _record_of(result)
-            if record is None:
-                reason = "the trial stopped before reporting any epoch"
-                fail_trial(storage, ot_trial._trial_id, reason, self.config_attrs(ot_trial.params))
-                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL"}
-                return
-            extra = {"ray_trial_id": trial_id}
-            if "train_seconds" not in record and result and result.get("time_total_s") is not None:
-                extra["train_seconds"] = round(float(result["time_total_s"]), 3)
-            attrs = finished_trial_attrs(record, self.checkpoints.get(trial_id), extra)
-            values = [record.get(name) for name in self.metric]
-            bad = [n for n, v in zip(self.metric, values, strict=True) if not _finite(v)]
-            if bad:
-                reason = f"objective(s) {', '.join(bad)} not reported as finite numbers"
-                fail_trial(storage, ot_trial._trial_id, reason, attrs)
-                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
-                return
-            write_trial_attrs(storage, ot_trial._trial_id, attrs)
-            self._ot_study.tell(ot_trial, [float(v) for v in values], state=TrialState.COMPLETE)
-            self.outcomes[trial_id] = {
-                "number": ot_trial.number,
-                "state": "COMPLETE",
-                "early_stopped": attrs["early_stopped"],
-                "values": dict(zip(self.metric, values, strict=True)),
-                "epochs": attrs.get("epochs"),
-                "params": dict(ot_trial.params),
-                "seconds": attrs.get("train_seconds"),
-            }
-
-        def save(self, checkpoint_path: str) -> None:
-            """Nothing to save: the study database is this searcher's state, and a resumed sweep reopens
-            the study rather than unpickling Ray's copy (which cannot hold the define-by-run closure)."""
-
-        def fail_pending(self, trial_id: str, reason: str) -> int | None:
-            ot_trial = self.pending_failures.pop(trial_id, None)
-            if ot_trial is None:
-                return None
-            attrs = {"ray_trial_id": trial_id, **self.config_attrs(ot_trial.params)}
-            fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
-            self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
-            return ot_trial.number
-
-        def fail_unfinished(self, reason: str) -> list[int]:
-            """After the run: FAIL every trial this searcher asked for that was never told (interrupted)."""
-            numbers = []
-            for trial_id, ot_trial in self._ot_trials.items():
-                if trial_id in self.pending_failures:
-                    self.fail_pending(trial_id, "the trial raised an error (see its error.txt)")
-                elif trial_id not in self._completed_trials:
-                    state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
-                    if state == TrialState.RUNNING:
-                        attrs = self.config_attrs(ot_trial.params)
-                        fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
-                        self.outcomes[trial_id] = {
-                            "number": ot_trial.number,
-                            "state": "FAIL",
-                            "reason": reason,
-                        }
-                        numbers.append(ot_trial.number)
-            return numbers
-
-    return StudySearch
-
-
-def _record_of(result: dict | None) -> dict[str, Any] | None:
-    if not result or not isinstance(result.get(RECORD), str):
-        return None
-    return json.loads(result[RECORD])
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _error_reason(trial: Any) -> str:
-    """``Kind: first line`` of the exception a trial raised, from Ray's pickled copy of it (written in the
-    driver's staging folder before the error callbacks run), else the last line of its error file."""
-    from ray import cloudpickle
-
-    err = None
-    for path in (trial.pickled_error_file, trial.error_file):
-        if not path or not os.path.isfile(path):
-            continue
-        try:
-            if path == trial.pickled_error_file:
-                with open(path, "rb") as f:
-                    err = cloudpickle.load(f)
-                cause = getattr(err, "cause", None) or err
-                lines = str(cause).strip().splitlines()
-                return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()[:500]
-            lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
-            return lines[-1][:500] if lines else "the trial raised an error"
-        except Exception:  # an error that cannot be unpickled here: try the text file
-            continue
-    return "the trial raised an error"
-
-
-def _progress_class():
-    from ray import tune
-
-    class SweepProgress(tune.Callback):
-        """Feeds the searcher the persisted checkpoint paths and error reasons; one line per trial."""
-
-        def __init__(self, search: Any, total: int, scheme: str) -> None:
-            self.search = search
-            self.total = total
-            self.scheme = scheme  # "s3://" etc. when --out is a URI: Ray's checkpoint paths lack it
-            self.done = 0
-
-        def on_checkpoint(
-            self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
-        ) -> None:
-            path = f"{self.scheme}{checkpoint.path}/{CHECKPOINT_FILE}"
-            self.search.checkpoints[trial.trial_id] = path
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            reason = _error_reason(trial)
-            number = self.search.fail_pending(trial.trial_id, reason)
-            self.done += 1
-            print(f"[{self.done}/{self.total}] trial {_num(number)} FAILED: {reason}", flush=True)
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.done += 1
-            print(
-                f"[{self.done}/{self.total}] {_outcome_line(self.search.outcomes.get(trial.trial_id))}",
-                flush=True,
-            )
-
-    return SweepProgress
-
-
-def _num(number: int | None) -> str:
-    return "?" if number is None else str(number)
-
-
-def _outcome_line(outcome: dict[str, Any] | None) -> str:
-    if outcome is None:
-        return "trial ? ended without a result"
-    number = outcome["number"]
-    if outcome["state"] == "FAIL":
-        return f"trial {number} FAILED: {outcome.get('reason', 'no result')}"
-    values = outcome["values"]
-    shown = ", ".join(
-        f"error {v:.2f}%" if k == "top1_error" else f"{k} {v:,.0f}" if k != "latency_ms" else f"{v:.2f} ms"
-        for k, v in values.items()
-    )
-    what = f"early-stopped at epoch {outcome['epochs']}" if outcome["early_stopped"] else "complete"
-    seconds = outcome.get("seconds")
-    took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
-    return f"trial {number} {what}: {describe_params(outcome['params'])} -> {shown}{took}"
 
 
 # -------------------------------------------------------------------------------------------- ray
@@ -496,18 +310,20 @@ def _fit(
 ) -> list[dict[str, Any]]:
     """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial."""
     only = ("penalty", "lam") if plan.sampler == "grid" else None
-    points = grid_points(plan.space) if plan.sampler == "grid" else [plan.space.baseline()]
+    space = sampled_space(plan.space, study)
+    points = grid_points(space) if plan.sampler == "grid" else [space.baseline()]
     enqueue_missing(study, points, limit=n_trials)
     # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws.
     sampler = make_sampler(
         plan.sampler, seed * 1_000_003 + len(study.get_trials(deepcopy=False)), plan.trials
     )
-    driver, space = driver_identity(), plan.space
+    driver = driver_identity()
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
-        space.suggest(trial, only=only)
+        # Returned, not only suggested: the baseline's penalty none is a constant, not an Optuna parameter.
+        params = space.suggest(trial, only=only, baseline=is_baseline(trial))
         trial.set_user_attr("driver", driver)
-        return {TRIAL_NUMBER: trial.number}
+        return {**params, TRIAL_NUMBER: trial.number}
 
     # Quiet Ray: each trial event gets one line of ours (failures included); the study database, not
     # Ray's per-trial logs, is the record.
@@ -527,7 +343,7 @@ def _fit(
         if plan.address:
             _check_cluster_gpus(plan.gpus_per_trial)
         objectives = list(plan.space.objectives)
-        search = _searcher_class()(
+        search = searcher_class()(
             space=define_by_run,
             metric=objectives,
             mode=["min"] * len(objectives),
@@ -568,7 +384,7 @@ def _fit(
                 name=plan.name,
                 storage_path=storage_path,
                 verbose=0,
-                callbacks=[_progress_class()(search, n_trials, scheme)],
+                callbacks=[progress_class()(search, n_trials, scheme)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
@@ -589,6 +405,31 @@ def _fit(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
+    """The search space as ``study`` samples it. Optuna keeps a categorical's choices for the life of a
+    study, and a study begun before the baseline was a trial of its own recorded ``penalty`` with
+    ``none`` among them: such a study keeps those choices (so there ``none`` may come up again)."""
+    ours = space.search["penalty"].choices
+    recorded = next(
+        (
+            t.distributions["penalty"]
+            for t in study.get_trials(deepcopy=False)
+            if "penalty" in t.distributions
+        ),
+        None,
+    )
+    if not isinstance(recorded, CategoricalDistribution) or tuple(recorded.choices) == ours:
+        return space
+    if set(recorded.choices) - {"none"} != set(ours):
+        raise SweepError(
+            f"study {study.study_name!r} samples penalty from {', '.join(map(str, recorded.choices))}, "
+            f"this search space from {', '.join(ours)}; Optuna cannot change them within a study: "
+            "choose another --study name"
+        )
+    penalty = Distribution("categorical", choices=tuple(recorded.choices))
+    return dataclasses.replace(space, search={**space.search, "penalty": penalty})
 
 
 def _config_attrs(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:

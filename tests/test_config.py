@@ -8,15 +8,9 @@ import optuna
 import pytest
 
 from sweep import cli, models
-from sweep.config import (
-    Budget,
-    TrialConfig,
-    fingerprint_differences,
-    fingerprint_digest,
-    load_space,
-    space_path,
-)
+from sweep.config import Budget, TrialConfig, fingerprint_differences, fingerprint_digest
 from sweep.errors import SweepError
+from sweep.space_file import load_space, space_path
 
 SHIPPED = ["lenet", "cifar10_quick", "alexnet", "vgg13", "vgg13_cifar"]
 
@@ -80,23 +74,38 @@ def test_paper_schedules_are_the_caffe_solvers():
 def test_suggest_is_conditional_on_the_penalty(tmp_path):
     space = load_space("lenet", write(tmp_path, LENET_SPACE))
     study = optuna.create_study(directions=["minimize"] * 2, sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    params = space.suggest(trial, baseline=True)
+    assert set(params) == {"penalty", "lr"}, "the baseline samples nothing penalty-specific"
+    assert params["penalty"] == "none" and "penalty" not in trial.params, "a constant, not a sampled choice"
+    cfg = space.trial_config(params, "paper")
+    assert (cfg.penalty, cfg.lam, cfg.layers, cfg.layer_scales) == ("none", 0.0, None, {})
+    study.tell(trial, [1.0, 1.0])
     seen = set()
     for _ in range(60):
         trial = study.ask()
         params = space.suggest(trial)
         penalty = params["penalty"]
         seen.add(penalty)
-        if penalty == "none":
-            assert set(params) == {"penalty", "lr"}, "the baseline samples nothing penalty-specific"
-        else:
-            assert {"lam", "layers", "debias_fraction", "warmup_epochs"} <= set(params)
-            assert ("alpha" in params) == (penalty == "sparse_group_lasso")
-            scaled = {k.split(".", 1)[1] for k in params if k.startswith("layer_scales.")}
-            assert scaled == ({"fc1"} if params["layers"] == "fc" else {"conv1", "fc1"})
+        assert {"lam", "layers", "debias_fraction", "warmup_epochs"} <= set(params)
+        assert ("alpha" in params) == (penalty == "sparse_group_lasso")
+        scaled = {k.split(".", 1)[1] for k in params if k.startswith("layer_scales.")}
+        assert scaled == ({"fc1"} if params["layers"] == "fc" else {"conv1", "fc1"})
         cfg = space.trial_config(params, "paper")
         assert cfg.validate() is cfg
         study.tell(trial, [1.0, 1.0])
-    assert seen == {"none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"}
+    assert seen == {"l1", "group_lasso", "sparse_group_lasso", "nuclear"}, "none is never sampled"
+
+
+def test_listing_none_among_the_penalties_is_optional(tmp_path):
+    listed = load_space("lenet", write(tmp_path, LENET_SPACE))
+    unlisted = load_space("lenet", write(tmp_path, LENET_SPACE.replace("[none, l1,", "[l1,"), "b.yaml"))
+    for space in (listed, unlisted):
+        assert space.search["penalty"].choices == ("l1", "group_lasso", "sparse_group_lasso", "nuclear")
+        assert space.baseline() == {"penalty": "none", "lr": 0.01}
+    assert listed.fingerprint("smoke") == unlisted.fingerprint("smoke"), "the same study either way"
+    penalties = listed.fingerprint("smoke")["search"]["penalty"]["choices"]
+    assert penalties == ["none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"]
 
 
 def test_trial_config_layers_scales_debias_and_precedence(tmp_path):
@@ -147,7 +156,7 @@ BAD_SPACES = [
     ("model: lenet5\nsearch: {}\n", r"model: unknown model 'lenet5'; known: alexnet, cifar10_quick, lenet"),
     ("model: lenet\ndataset: svhn\nsearch: {}\n", r"dataset: unknown dataset 'svhn'; known: "),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lamda: {low: 1, high: 2}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lamda: {low: 1, high: 2}}\n",
         r"search\.lamda: unknown key; allowed: penalty, lam, alpha",
     ),
     (
@@ -155,72 +164,73 @@ BAD_SPACES = [
         r"search\.penalty\.choices\[1\]: unknown penalty 'l3'; allowed: none, l1, group_lasso, sparse_group_lasso, nuclear",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [l1, nuclear]}}\n",
-        r"search\.penalty\.choices: must include 'none'",
+        "model: lenet\nsearch: {penalty: {choices: [none]}}\n",
+        r"search\.penalty\.choices: needs a penalty besides none \(the unconstrained baseline runs once in "
+        r"every study\); allowed: l1, group_lasso, sparse_group_lasso, nuclear",
     ),
     ("model: lenet\nsearch: {lam: {low: 0.1, high: 1}}\n", r"search: missing penalty"),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: abc, high: 1}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: abc, high: 1}}\n",
         r"search\.lam\.low: must be a number, got 'abc'",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0.1, high: 0.1}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 0.1, high: 0.1}}\n",
         r"search\.lam: empty or inverted range: low 0\.1 must be below high 0\.1",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0.5, high: 0.1}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 0.5, high: 0.1}}\n",
         r"search\.lam: empty or inverted range",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 0, high: 0.1, log: true}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 0, high: 0.1, log: true}}\n",
         r"search\.lam\.low: a log range needs low > 0, got 0\.0",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 1e-5, high: 0.1, log: yes please}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-5, high: 0.1, log: yes please}}\n",
         r"search\.lam\.log: must be true or false",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, alpha: {low: 0, high: 2}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, alpha: {low: 0, high: 2}}\n",
         r"search\.alpha: range 0\.0\.\.2\.0 must lie in \[0\.0, 1\.0\]",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, lam: {low: 1, high: 2, sigma: 3}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1, high: 2, sigma: 3}}\n",
         r"search\.lam\.sigma: unknown key; allowed: low, high, log, step, choices",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, layer_scales: {fc9: {low: 1, high: 2}}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, layer_scales: {fc9: {low: 1, high: 2}}}\n",
         r"search\.layer_scales: unknown layer 'fc9'; layers that can lose units: conv1, conv2, fc1",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}, layers: {choices: [fc1]}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, layers: {choices: [fc1]}}\n",
         r"search\.layers\.choices: must map set names to a list of layers",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nobjectives: [top1_error, accuracy]\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nobjectives: [top1_error, accuracy]\n",
         r"objectives\[1\]: unknown objective 'accuracy'; allowed: top1_error, neurons, params, flops, latency_ms",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {batch_size: 64x}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nfixed: {batch_size: 64x}\n",
         r"fixed\.batch_size: must be an integer, got '64x'",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {epochs: 3}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nfixed: {epochs: 3}\n",
         r"fixed\.epochs: unknown key; allowed: alpha, batch_size",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nfixed: {lr_policy: step}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nfixed: {lr_policy: step}\n",
         r"fixed: lr_policy must be one of constant, inv, multistep, cosine, got 'step'",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nbudgets: {smoke: {trials: 2}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nbudgets: {smoke: {trials: 2}}\n",
         r"budgets\.smoke: missing epochs",
     ),
     (
-        "model: lenet\nsearch: {penalty: {choices: [none]}}\nbudgets: {smoke: {trials: 0, epochs: 1}}\n",
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nbudgets: {smoke: {trials: 0, epochs: 1}}\n",
         r"budgets\.smoke\.trials: must be at least 1, got 0",
     ),
     (
-        "model: cifar10_quick\nsearch: {penalty: {choices: [none]}}\n",
+        "model: cifar10_quick\nsearch: {penalty: {choices: [none, l1]}}\n",
         r"model: this space is for 'cifar10_quick', not 'lenet'",
     ),
 ]

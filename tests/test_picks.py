@@ -18,11 +18,13 @@ from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, make_study
 from sweep.cli import main
 from sweep.errors import SweepError
 from sweep.picks import (
+    all_rows,
     front,
     load_study_readonly,
     pick,
     trial_rows,
 )
+from sweep.study import BASELINE_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -218,6 +220,16 @@ def test_new_trials_appear_on_the_next_read(tmp_path: Path) -> None:
     writer = optuna.load_study(study_name=STUDY, storage=url)
     writer.add_trial(optuna.trial.create_trial(values=[0.7, 60.0], user_attrs={"config": {"penalty": "l1"}}))
     assert len(trial_rows(reader)) == len(COMPLETE_NUMBERS) + 1
+
+
+def test_the_marked_baseline_is_the_baseline_before_it_records_a_config(tmp_path: Path) -> None:
+    """The baseline samples no penalty, so a running one (no ``config`` yet) is known by its mark."""
+    url = make_study(tmp_path / "running.db")
+    writer = optuna.load_study(study_name=STUDY, storage=url)
+    writer.enqueue_trial({}, user_attrs={BASELINE_ATTR: True})
+    running = writer.ask()
+    row = next(r for r in all_rows(load_study_readonly(STUDY, url)) if r.number == running.number)
+    assert (row.state, row.penalty, row.lam, row.is_baseline) == ("RUNNING", "none", 0.0, True)
 
 
 POSTGRES_URL = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://sweep:sweep@127.0.0.1:5432/sweep_test")

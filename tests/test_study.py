@@ -19,18 +19,24 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import cli
-from sweep.config import load_space
 from sweep.errors import SweepError
+from sweep.space_file import load_space
 from sweep.study import (
+    BASELINE_ATTR,
     TRIAL_ATTRS,
     create_or_resume,
     driver_identity,
     enqueue_missing,
     finished_trial_attrs,
+    grid_points,
+    is_baseline,
+    make_sampler,
     open_storage,
     reconcile,
     resolve_storage,
     status_command,
+    summary_lines,
+    trial_params,
     write_trial_attrs,
 )
 
@@ -211,12 +217,71 @@ def test_enqueue_missing_skips_points_already_live(storage_url, study_name):
     assert enqueue_missing(study, [{"penalty": "none"}]) == 1
     assert enqueue_missing(study, [{"penalty": "none"}]) == 0, "waiting already"
     trial = study.ask()
-    assert trial.suggest_categorical("penalty", ["none", "l1"]) == "none"
+    assert is_baseline(trial) and trial.params == {}, "marked, with no penalty to sample"
+    assert trial_params(trial) == {"penalty": "none"}
+    assert enqueue_missing(study, [{"penalty": "none", "lr": 0.02}]) == 0, "one baseline per study"
     study.tell(trial, state=TrialState.FAIL)
     assert enqueue_missing(study, [{"penalty": "none"}]) == 1, "a failed baseline is run again"
     grid = [{"penalty": "l1", "lam": v} for v in (1e-3, 1e-2, 1e-1)]
     assert enqueue_missing(study, grid, limit=3) == 2, "one of the three queue places is taken"
     assert enqueue_missing(study, grid, limit=3) == 0
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2", "grid"])
+def test_eight_trials_hold_one_baseline_and_never_sample_none_again(storage_url, study_name, sampler):
+    """As ``sweep run`` asks (enqueue, then define-by-run), in two runs of four, the second resuming."""
+    space = load_space("lenet")
+    storage = open_storage(storage_url)
+    create_or_resume(storage, study_name, lenet_fingerprint(), {}, resume=False)
+    only = ("penalty", "lam") if sampler == "grid" else None
+    for run in range(2):
+        study = optuna.load_study(
+            study_name=study_name, storage=storage, sampler=make_sampler(sampler, seed=run, trials=8)
+        )
+        enqueue_missing(study, grid_points(space) if only else [space.baseline()], limit=4)
+        for _ in range(4):
+            trial = study.ask()
+            params = space.suggest(trial, only=only, baseline=is_baseline(trial))
+            cfg = space.trial_config(params, "smoke")
+            study.tell(trial, [0.9 + 100 * cfg.lam, 570 * (1 - min(cfg.lam * 20, 0.9))])
+    trials = optuna.load_study(study_name=study_name, storage=plain(storage_url)).trials
+    penalties = [trial_params(t)["penalty"] for t in trials]
+    assert len(penalties) == 8 and penalties.count("none") == 1 and penalties[0] == "none"
+    assert [is_baseline(t) for t in trials] == [True] + [False] * 7
+    assert "penalty" not in trials[0].params and trials[0].user_attrs[BASELINE_ATTR] is True
+    for t in trials[1:]:
+        assert t.distributions["penalty"].choices == ("l1", "group_lasso", "sparse_group_lasso", "nuclear")
+
+
+def test_a_baseline_recorded_before_the_mark_still_counts(storage_url, study_name, capsys):
+    """Older studies hold the baseline as the sampled choice penalty none, and may hold one enqueued with
+    penalty none still waiting: both are recognised, and the waiting one gets the mark."""
+    storage = open_storage(storage_url)
+    study = create_or_resume(storage, study_name, lenet_fingerprint(), {}, resume=False).study
+    old_choices = optuna.distributions.CategoricalDistribution(["none", "l1", "group_lasso"])
+    old = study.ask({"penalty": old_choices})
+    assert old.params["penalty"] in ("none", "l1", "group_lasso")
+    study.tell(old, state=TrialState.FAIL)
+    study.enqueue_trial({"penalty": "none"})  # how a baseline was enqueued
+    assert enqueue_missing(study, [{"penalty": "none"}]) == 0, "the waiting one is the baseline"
+    waiting = study.ask()
+    assert is_baseline(waiting) and load_space("lenet").suggest(waiting, baseline=True)["penalty"] == "none"
+    assert waiting.params == {}, "marked: the fixed penalty none is never asked for"
+    study.tell(waiting, [0.9, 570.0])
+    sampled = study.ask({"penalty": old_choices})
+    study.tell(sampled, [1.2, 80.0])
+    complete = optuna.trial.create_trial(
+        params={"penalty": "none"}, distributions={"penalty": old_choices}, values=[0.88, 570.0]
+    )
+    study.add_trial(complete)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert [is_baseline(t) for t in trials] == [True, sampled.params["penalty"] == "none", True]
+    assert trial_params(trials[2]) == {"penalty": "none"}
+    assert status_command(storage_url, study_name) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [r[2:4] for r in rows if r[:2] in (["1", "COMPLETE"], ["3", "COMPLETE"])] == [["none", "-"]] * 2
+    lines = summary_lines(study, storage_url)
+    assert any(line.startswith("best error: trial 3 (none (baseline)): 0.88% error") for line in lines)
 
 
 def test_concurrent_writers_on_sqlite_do_not_fail(tmp_path):

@@ -24,8 +24,10 @@ from conftest import mnist_like_arrays, write_idx
 from optuna.trial import TrialState
 
 from sweep import cli
-from sweep.study import TRIAL_ATTRS, open_storage
-from sweep.tune import run_command
+from sweep.errors import SweepError
+from sweep.space_file import load_space
+from sweep.study import TRIAL_ATTRS, create_or_resume, is_baseline, open_storage, trial_params
+from sweep.tune import run_command, sampled_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES")
@@ -114,7 +116,9 @@ def test_sweep_of_four_trials_lands_in_the_study(ray_session, data_dir, tmp_path
     study = optuna.load_study(study_name="lenet-mnist", storage=url)  # plain Optuna reads it back
     trials = study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    assert trials[0].params == {"penalty": "none"}, "the unconstrained baseline runs first"
+    assert is_baseline(trials[0]) and trials[0].params == {}, "the unconstrained baseline runs first"
+    assert (trials[0].user_attrs["config"]["penalty"], trials[0].user_attrs["config"]["lam"]) == ("none", 0.0)
+    assert [trial_params(t)["penalty"] == "none" for t in trials] == [True, False, False, False]
     assert study.user_attrs["objectives"] == ["top1_error", "neurons"]
     own = 0.0
     for t in trials:
@@ -127,7 +131,7 @@ def test_sweep_of_four_trials_lands_in_the_study(ray_session, data_dir, tmp_path
         assert attrs["top1_error"] == t.values[0]
         assert 0 < attrs["params"] <= attrs["params_full"] and 0 < attrs["flops"] <= attrs["flops_full"]
         assert attrs["early_stopped"] is False and attrs["epochs"] == 1
-        assert attrs["config"]["penalty"] == t.params["penalty"] and attrs["config"]["epochs"] == 1
+        assert attrs["config"]["penalty"] == trial_params(t)["penalty"] and attrs["config"]["epochs"] == 1
         assert (attrs["dataset"], attrs["seed"]) == ("mnist", 0) and "torch" in attrs["versions"]
         checkpoint = Path(attrs["checkpoint"])
         assert checkpoint.is_absolute() and checkpoint.is_file()
@@ -137,6 +141,7 @@ def test_sweep_of_four_trials_lands_in_the_study(ray_session, data_dir, tmp_path
     assert len({t.user_attrs["checkpoint"] for t in trials}) == 4
     progress = [line for line in lines if re.match(r"\[\d/4\] trial \d complete: ", line)]
     assert len(progress) == 4
+    assert sum(": none (baseline) -> error " in line for line in progress) == 1
     assert any(line.startswith("best error: trial ") for line in lines)
     assert lines[-1] == f"dashboard: python -m sweep dashboard lenet-mnist --storage {url}"
     print(f"4-trial lenet sweep: {wall:.1f} s wall, trials' own training {own:.1f} s")
@@ -156,7 +161,8 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(
     for t in trials:
         assert t.user_attrs["fail_reason"].startswith("DivergedError: training loss became nan")
         assert (
-            t.user_attrs["config"]["lr"] == 1e8 and t.user_attrs["config"]["penalty"] == t.params["penalty"]
+            t.user_attrs["config"]["lr"] == 1e8
+            and t.user_attrs["config"]["penalty"] == trial_params(t)["penalty"]
         )
     assert out.count("FAILED: DivergedError") == 2
     assert "this run: 0 complete, 0 early-stopped, 2 failed" in out
@@ -175,7 +181,7 @@ def test_asha_stops_hopeless_trials_early_and_keeps_their_values(ray_session, da
     trials = optuna.load_study(study_name="asha", storage=url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     baseline, *stopped = trials
-    assert baseline.params == {"penalty": "none"} and baseline.user_attrs["early_stopped"] is False
+    assert trial_params(baseline) == {"penalty": "none"} and baseline.user_attrs["early_stopped"] is False
     assert baseline.user_attrs["epochs"] == 3 and len(baseline.user_attrs["history"]) == 3
     for t in stopped:
         attrs = t.user_attrs
@@ -255,11 +261,33 @@ def test_kill_9_of_the_driver_then_resume_completes_the_count(ray_session, data_
         if t.state == TrialState.FAIL:
             assert "stopped while this trial ran" in t.user_attrs["fail_reason"]
     complete = [t for t in after if t.state == TrialState.COMPLETE]
-    assert sum(t.params["penalty"] == "none" for t in complete) == 1, "one baseline, not repeated"
+    assert sum(trial_params(t)["penalty"] == "none" for t in complete) == 1, "one baseline, not repeated"
+    assert sum(is_baseline(t) for t in after) == 1, "not enqueued again by the resume"
     assert len({t.user_attrs["checkpoint"] for t in complete}) == 4
     assert all(Path(t.user_attrs["checkpoint"]).is_file() for t in complete)
     if backend == "postgres":
         optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_a_study_from_before_the_baseline_mark_keeps_its_penalty_choices(tmp_path):
+    """Optuna keeps a categorical's choices for the life of a study: an older study, whose penalty
+    choices include none, goes on sampling those; other differences are an error before Ray starts."""
+    space = load_space("lenet")
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweep.db'}")
+    study = create_or_resume(storage, "old", space.fingerprint("smoke"), {}, resume=False).study
+    assert sampled_space(space, study) is space, "nothing sampled yet"
+    old = optuna.distributions.CategoricalDistribution(["none", *space.search["penalty"].choices])
+    study.add_trial(
+        optuna.trial.create_trial(params={"penalty": "none"}, distributions={"penalty": old}, values=[1, 2])
+    )
+    kept = sampled_space(space, study)
+    assert kept.search["penalty"].choices == old.choices and kept.search["lam"] == space.search["lam"]
+    trial = study.ask()
+    assert kept.suggest(trial)["penalty"] in old.choices, "no clash with the recorded distribution"
+    other = create_or_resume(storage, "other", space.fingerprint("smoke"), {}, resume=False).study
+    other.ask({"penalty": optuna.distributions.CategoricalDistribution(["l1", "nuclear"])})
+    with pytest.raises(SweepError, match="study 'other' samples penalty from l1, nuclear, this search space"):
+        sampled_space(space, other)
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

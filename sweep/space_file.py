@@ -1,0 +1,363 @@
+"""search_spaces/<model>.yaml: finding the file, and parsing and validating it into a ``SearchSpace``.
+
+Every problem is one SweepError naming the file and the key path, with what is allowed."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweep.config import (
+    DEFAULT_OBJECTIVES,
+    OBJECTIVE_NAMES,
+    PENALTY_NAMES,
+    Budget,
+    Distribution,
+    SearchSpace,
+    TrialConfig,
+)
+from sweep.errors import SweepError
+
+PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
+
+SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "budgets")
+BUDGET_KEYS = ("trials", "epochs", "subset", "overrides")
+# Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
+NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
+# Searchable settings: kind of value and the closed range [min, max] a distribution must lie in
+# (None: unbounded). "layer_sets" and "layer_scales" are special forms, see ``_SpaceParser.search``.
+SEARCH_KEYS: dict[str, tuple[str, float | None, float | None]] = {
+    "penalty": ("str", None, None),
+    "lam": ("float", 0.0, None),
+    "alpha": ("float", 0.0, 1.0),
+    "debias_fraction": ("float", 0.0, 1.0),
+    "warmup_epochs": ("float", 0.0, None),
+    "layers": ("layer_sets", None, None),
+    "layer_scales": ("layer_scales", 0.0, None),
+    "lr": ("float", 0.0, None),
+    "momentum": ("float", 0.0, 1.0),
+    "weight_decay": ("float", 0.0, None),
+    "lr_gamma": ("float", 0.0, None),
+    "lr_power": ("float", 0.0, None),
+    "batch_size": ("int", 1.0, None),
+}
+DIST_KEYS = ("low", "high", "log", "step", "choices")
+DEFAULT_SPACE_DIRS = (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces")
+
+
+def space_path(model: str) -> Path:
+    """search_spaces/MODEL.yaml in the working directory, else the one shipped beside the package."""
+    for folder in DEFAULT_SPACE_DIRS:
+        candidate = folder / f"{model}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in DEFAULT_SPACE_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+    raise SweepError(
+        f"no search space for model {model!r} (looked for search_spaces/{model}.yaml); "
+        f"known: {', '.join(known) or 'none'}; or pass --space FILE"
+    )
+
+
+def load_space(model: str, path: str | None = None) -> SearchSpace:
+    """Load and validate a search space; every problem is a SweepError naming the file and key path."""
+    file = Path(path) if path else space_path(model)
+    shown = str(file)
+    try:
+        text = file.read_text()
+    except OSError as err:
+        raise SweepError(f"cannot read search space {shown}: {err.strerror or err}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SweepError(f"{shown}{line}: malformed YAML: {problem}") from None
+    space = _SpaceParser(shown).parse(data)
+    if space.model != model:
+        raise SweepError(f"{shown}: model: this space is for {space.model!r}, not {model!r}")
+    return space
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _SpaceParser:
+    """Turns the YAML document into a SearchSpace, raising on the first problem with its key path."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def fail(self, where: str, message: str) -> SweepError:
+        return SweepError(f"{self.shown}: {where}: {message}")
+
+    def mapping(self, value: Any, where: str, allowed: Collection[str] | None = None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a mapping, got {type(value).__name__} {value!r}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(where, f"keys must be strings, got {key!r}")
+            if allowed is not None and key not in allowed:
+                raise self.fail(
+                    f"{where}.{key}" if where else key, f"unknown key; allowed: {', '.join(allowed)}"
+                )
+        return value
+
+    def number(self, value: Any, where: str, integer: bool = False) -> float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(where, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        if integer and value != int(value):
+            raise self.fail(where, f"must be an integer, got {value!r}")
+        return int(value) if integer else float(value)
+
+    def parse(self, data: Any) -> SearchSpace:
+        from sweep import data as datasets
+        from sweep import models
+
+        doc = self.mapping(data, "top level", SPACE_KEYS)
+        for key in ("model", "search"):
+            if key not in doc:
+                raise self.fail(key, "missing; a search space needs model and search")
+        model = doc["model"]
+        if model not in models.names():
+            raise self.fail("model", f"unknown model {model!r}; known: {', '.join(models.names())}")
+        dataset = doc.get("dataset", models.default_dataset(model))
+        if dataset not in datasets.names():
+            raise self.fail("dataset", f"unknown dataset {dataset!r}; known: {', '.join(datasets.names())}")
+        self.unit_layers = _unit_layers(model)
+        objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
+        fixed = self.fixed(doc.get("fixed") or {}, "fixed")
+        search = self.search(doc["search"])
+        budgets = self.budgets(doc.get("budgets") or {})
+        space = SearchSpace(model, dataset, fixed, search, objectives, budgets, self.shown)
+        for where, budget in [("fixed", None), *((f"budgets.{name}", name) for name in budgets)]:
+            try:
+                space.trial_config({}, budget)
+            except SweepError as err:
+                raise self.fail(where, str(err)) from None
+        return space
+
+    def objectives(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail("objectives", f"must be a non-empty list of: {', '.join(OBJECTIVE_NAMES)}")
+        for i, name in enumerate(value):
+            if name not in OBJECTIVE_NAMES:
+                raise self.fail(
+                    f"objectives[{i}]", f"unknown objective {name!r}; allowed: {', '.join(OBJECTIVE_NAMES)}"
+                )
+        if len(set(value)) != len(value):
+            raise self.fail("objectives", f"each objective at most once, got {value}")
+        return tuple(value)
+
+    def fixed(self, value: Any, where: str) -> dict[str, Any]:
+        fields = {f.name for f in dataclasses.fields(TrialConfig)} - set(NOT_FIXABLE)
+        values = self.mapping(value, where, sorted(fields))
+        hints = typing.get_type_hints(TrialConfig)
+        out: dict[str, Any] = {}
+        for key, item in values.items():
+            out[key] = self.typed(item, hints[key], f"{where}.{key}")
+        for layer in out.get("layers") or []:
+            self.layer(layer, f"{where}.layers")
+        for layer in out.get("layer_scales") or {}:
+            self.layer(layer, f"{where}.layer_scales")
+        return out
+
+    def typed(self, value: Any, hint: Any, where: str) -> Any:
+        """Check ``value`` against a TrialConfig field's type hint (int, float, str, bool, optionals,
+        list[...] and dict[str, ...])."""
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return self.typed(value, inner, where)
+        if origin is list:
+            if not isinstance(value, list):
+                raise self.fail(where, f"must be a list, got {value!r}")
+            return [self.typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        if origin is dict:
+            items = self.mapping(value, where)
+            return {k: self.typed(v, args[1], f"{where}.{k}") for k, v in items.items()}
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise self.fail(where, f"must be true or false, got {value!r}")
+            return value
+        if hint in (int, float):
+            return self.number(value, where, integer=hint is int)
+        if hint is str:
+            if not isinstance(value, str):
+                raise self.fail(where, f"must be a string, got {value!r}")
+            return value
+        raise self.fail(where, f"cannot be set in a search space (type {hint})")
+
+    def layer(self, name: Any, where: str) -> str:
+        if name not in self.unit_layers:
+            raise self.fail(
+                where, f"unknown layer {name!r}; layers that can lose units: {', '.join(self.unit_layers)}"
+            )
+        return name
+
+    def search(self, value: Any) -> dict[str, Distribution]:
+        spec = self.mapping(value, "search", list(SEARCH_KEYS))
+        if "penalty" not in spec:
+            raise self.fail("search", f"missing penalty; give {{choices: [...]}} over {', '.join(PENALTIES)}")
+        out: dict[str, Distribution] = {}
+        for key, item in spec.items():
+            kind, lo, hi = SEARCH_KEYS[key]
+            where = f"search.{key}"
+            if kind == "layer_scales":
+                for layer, scale in self.mapping(item, where).items():
+                    self.layer(layer, where)
+                    out[f"layer_scales.{layer}"] = self.distribution(
+                        scale, f"{where}.{layer}", "float", lo, hi
+                    )
+            elif kind == "layer_sets":
+                out[key] = self.layer_sets(item, where)
+            else:
+                out[key] = self.distribution(item, where, kind, lo, hi)
+        penalty = out["penalty"]
+        if penalty.kind != "categorical":
+            raise self.fail("search.penalty", f"must be {{choices: [...]}} over {', '.join(PENALTY_NAMES)}")
+        for i, name in enumerate(penalty.choices):
+            if name not in PENALTY_NAMES:
+                raise self.fail(
+                    f"search.penalty.choices[{i}]",
+                    f"unknown penalty {name!r}; allowed: {', '.join(PENALTY_NAMES)}",
+                )
+        # 'none' may be listed, but is never sampled: the baseline is one trial of its own per study.
+        sampled = tuple(name for name in penalty.choices if name != "none")
+        if not sampled:
+            raise self.fail(
+                "search.penalty.choices",
+                f"needs a penalty besides none (the unconstrained baseline runs once in every study); "
+                f"allowed: {', '.join(PENALTIES)}",
+            )
+        out["penalty"] = Distribution("categorical", choices=sampled)
+        return out
+
+    def distribution(
+        self, value: Any, where: str, kind: str, lo: float | None, hi: float | None
+    ) -> Distribution:
+        spec = self.mapping(value, where, DIST_KEYS)
+        if "choices" in spec:
+            if set(spec) != {"choices"}:
+                raise self.fail(where, "choices cannot be combined with low/high/log/step")
+            choices = spec["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise self.fail(f"{where}.choices", f"must be a non-empty list, got {choices!r}")
+            if kind == "str":
+                for i, c in enumerate(choices):
+                    if not isinstance(c, str):
+                        raise self.fail(f"{where}.choices[{i}]", f"must be a string, got {c!r}")
+            else:
+                choices = [
+                    self.number(c, f"{where}.choices[{i}]", kind == "int") for i, c in enumerate(choices)
+                ]
+                self.within([min(choices), max(choices)], where, lo, hi)
+            if len(set(choices)) != len(choices):
+                raise self.fail(f"{where}.choices", f"each choice at most once, got {choices}")
+            return Distribution("categorical", choices=tuple(choices))
+        if kind == "str":
+            raise self.fail(where, "must be {choices: [...]}")
+        for key in ("low", "high"):
+            if key not in spec:
+                raise self.fail(where, "needs low and high (and optionally log, step), or choices")
+        integer = kind == "int"
+        low, high = (
+            self.number(spec["low"], f"{where}.low", integer),
+            self.number(spec["high"], f"{where}.high", integer),
+        )
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise self.fail(f"{where}.log", f"must be true or false, got {log!r}")
+        step = None if spec.get("step") is None else self.number(spec["step"], f"{where}.step", integer)
+        if not low < high:
+            raise self.fail(where, f"empty or inverted range: low {low} must be below high {high}")
+        if log and low <= 0:
+            raise self.fail(f"{where}.low", f"a log range needs low > 0, got {low}")
+        if step is not None and (step <= 0 or log):
+            raise self.fail(f"{where}.step", "must be > 0, and cannot be combined with log")
+        self.within([low, high], where, lo, hi)
+        return Distribution(kind, low=low, high=high, log=log, step=step)
+
+    def within(self, bounds: list[float], where: str, lo: float | None, hi: float | None) -> None:
+        if (lo is not None and bounds[0] < lo) or (hi is not None and bounds[1] > hi):
+            allowed = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise self.fail(where, f"range {bounds[0]}..{bounds[1]} must lie in {allowed}")
+
+    def layer_sets(self, value: Any, where: str) -> Distribution:
+        spec = self.mapping(value, where, ["choices"])
+        choices = spec.get("choices")
+        if not isinstance(choices, dict) or not choices:
+            raise self.fail(
+                f"{where}.choices", "must map set names to a list of layers (or null for all layers)"
+            )
+        sets: dict[str, Any] = {}
+        for name, layers in self.mapping(choices, f"{where}.choices").items():
+            if layers is None:
+                sets[name] = None
+                continue
+            if not isinstance(layers, list) or not layers:
+                raise self.fail(
+                    f"{where}.choices.{name}", f"must be a non-empty list of layers or null, got {layers!r}"
+                )
+            sets[name] = [self.layer(layer, f"{where}.choices.{name}") for layer in layers]
+        return Distribution("categorical", choices=tuple(sets), values=sets)
+
+    def budgets(self, value: Any) -> dict[str, Budget]:
+        out: dict[str, Budget] = {}
+        for name, item in self.mapping(value, "budgets").items():
+            where = f"budgets.{name}"
+            spec = self.mapping(item, where, BUDGET_KEYS)
+            for key in ("trials", "epochs"):
+                if key not in spec:
+                    raise self.fail(
+                        where,
+                        f"missing {key}; a budget gives trials, epochs and optionally subset, overrides",
+                    )
+            trials = int(self.number(spec["trials"], f"{where}.trials", integer=True))
+            epochs = int(self.number(spec["epochs"], f"{where}.epochs", integer=True))
+            subset = spec.get("subset")
+            if subset is not None:
+                subset = int(self.number(subset, f"{where}.subset", integer=True))
+            for key, n in (("trials", trials), ("epochs", epochs), ("subset", subset)):
+                if n is not None and n < 1:
+                    raise self.fail(f"{where}.{key}", f"must be at least 1, got {n}")
+            overrides = self.fixed(spec.get("overrides") or {}, f"{where}.overrides")
+            out[name] = Budget(name, trials, epochs, subset, overrides)
+        return out
+
+
+def _unit_layers(model: str) -> tuple[str, ...]:
+    """Names of a model's layers that can lose units, read off a weightless (meta-device) instance."""
+    import torch
+
+    from sweep import models
+
+    with torch.device("meta"):
+        return tuple(models.create(model).unit_layers())
