@@ -164,6 +164,21 @@ def progress_class():
             path = f"{self.scheme}{checkpoint.path}/{CHECKPOINT_FILE}"
             self.search.checkpoints[trial.trial_id] = path
 
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            """A line per trained epoch, so a sweep of long trials shows it is moving."""
+            if "epoch" not in result or "top1_error" not in result:
+                return
+            ot_trial = self.search._ot_trials.get(trial.trial_id)
+            running = sum(t.status == "RUNNING" for t in trials)
+            print(
+                f"  trial {_num(getattr(ot_trial, 'number', None))} epoch {int(result['epoch'])}: held-out "
+                f"error {result['top1_error']:.2f}%, neurons {int(result.get('neurons', 0))} "
+                f"({running} running, {self.done}/{self.total} done)",
+                flush=True,
+            )
+
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             reason = _error_reason(trial)
             number = self.search.fail_pending(trial.trial_id, reason)
