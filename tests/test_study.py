@@ -137,10 +137,10 @@ def test_a_different_space_under_the_same_name_fails_unless_resumed(storage_url,
     with pytest.raises(SweepError) as err:
         create_or_resume(storage, study_name, lenet_fingerprint("paper"), {}, resume=False)
     message = str(err.value)
-    assert "different search space or budget" in message and "trial.epochs: 1 -> 11" in message
+    assert "different search space or budget" in message and "trial.epochs: 2 -> 11" in message
     assert "--resume" in message
     opened = create_or_resume(storage, study_name, lenet_fingerprint("paper"), {}, resume=True)
-    assert "trial.epochs: 1 -> 11" in opened.differences
+    assert "trial.epochs: 2 -> 11" in opened.differences
     other = dict(lenet_fingerprint(), objectives=["top1_error", "params"])
     with pytest.raises(
         SweepError, match="minimises top1_error, neurons, this search space top1_error, params"

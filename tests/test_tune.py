@@ -108,7 +108,7 @@ def common(data_dir: Path, tmp_path: Path, url: str) -> list[str]:
 def test_sweep_of_four_trials_lands_in_the_study(ray_session, data_dir, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     started = time.perf_counter()
-    assert run_command(**run_args("--trials", "4", *common(data_dir, tmp_path, url))) == 0
+    assert run_command(**run_args("--trials", "4", "--epochs", "1", *common(data_dir, tmp_path, url))) == 0
     wall = time.perf_counter() - started
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"storage: {url}"
