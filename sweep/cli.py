@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, default=1e-3, help="penalty strength lambda (>= 0)")
     p.add_argument("--alpha", type=float, default=0.5, help="l1 share of sparse_group_lasso, in [0, 1]")
     p.add_argument("--layers", help="comma-separated layers to constrain (default: all that can lose units)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, help="default: 10")
     p.add_argument(
         "--debias-epochs",
         type=int,
@@ -59,13 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="last epochs trained with the penalty off and dead neurons held at zero",
     )
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs over which lambda ramps up")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.01)
+    # Training-recipe options default to the model's search space (its `fixed` settings).
+    p.add_argument("--batch-size", type=int, help="default: the model's search space, else 64")
+    p.add_argument("--lr", type=float, help="default: the model's search space, else 0.01")
     p.add_argument(
         "--lr-policy",
-        default="inv",
         choices=["constant", "inv", "multistep", "cosine"],
-        help="inv is Caffe's: lr * (1 + 1e-4 * iter) ** -0.75",
+        help="default: the model's search space (lenet: Caffe's inv), else constant",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     _data_args(p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import math
+import os
 import platform
 import random
 import sys
@@ -92,7 +93,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         subset=cfg.subset,
         holdout=cfg.holdout,
         seed=HOLDOUT_SEED,
-        num_workers=cfg.num_workers,
+        num_workers=min(cfg.num_workers, os.cpu_count() or 1),
     )
     info = splits.info
     model = models.create(
@@ -227,12 +228,12 @@ def train_command(
     lam: float,
     alpha: float,
     layers: str | None,
-    epochs: int,
+    epochs: int | None,
     debias_epochs: int,
     warmup_epochs: float,
-    batch_size: int,
-    lr: float,
-    lr_policy: str,
+    batch_size: int | None,
+    lr: float | None,
+    lr_policy: str | None,
     device: str,
     dataset: str | None,
     data_dir: str | None,
@@ -243,27 +244,28 @@ def train_command(
 ) -> int:
     if model not in models.names():
         raise SweepError(f"unknown model {model!r}; known: {', '.join(models.names())}")
-    cfg = TrialConfig(
-        model=model,
-        dataset=dataset,
-        data_dir=data_dir,
-        subset=subset,
-        penalty=penalty,
-        lam=lam,
-        alpha=alpha,
-        layers=[s.strip() for s in layers.split(",") if s.strip()] if layers else None,
-        epochs=epochs,
-        debias_epochs=debias_epochs,
-        warmup_epochs=warmup_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        lr_policy=lr_policy,
-        seed=seed,
-        device=device,
-    ).validate()
+    given = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "subset": subset,
+        "penalty": penalty,
+        "lam": lam,
+        "alpha": alpha,
+        "layers": [s.strip() for s in layers.split(",") if s.strip()] if layers else None,
+        "epochs": epochs,
+        "debias_epochs": debias_epochs,
+        "warmup_epochs": warmup_epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "lr_policy": lr_policy,
+        "seed": seed,
+        "device": device,
+    }
+    cfg, source = command_line_config(model, given)
     print(
-        f"sweep train {model}: penalty {penalty}, lambda {lam:g}, {epochs} epochs "
-        f"({debias_epochs} debias), checkpoint in {out}",
+        f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}, {cfg.epochs} epochs "
+        f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
+        f"settings from {source}; checkpoint in {out}",
         flush=True,
     )
 
@@ -292,6 +294,19 @@ def train_command(
     if json:
         print(_json_line(final))
     return 0
+
+
+def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig, str]:
+    """The model's search space's fixed settings (its training recipe) under the options given on the
+    command line; TrialConfig's defaults where the model has no search space."""
+    from sweep.space_file import load_space, space_path
+
+    try:
+        path = space_path(model)
+    except SweepError:
+        values = {k: v for k, v in given.items() if v is not None}
+        return TrialConfig(model=model, **values).validate(), "the command line and defaults"
+    return load_space(model, str(path)).trial_config({}, None, given), f"{path.name} + the command line"
 
 
 def _json_line(metrics: dict[str, Any]) -> str:
