@@ -38,6 +38,8 @@ EVAL_BATCH = 500
 NAN_CHECK_EVERY = 50
 # Every trial of a study is scored on the same held-out images, whatever its own seed.
 HOLDOUT_SEED = 0
+# What each epoch leaves in a trial's `history`.
+HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
 
 
 class DivergedError(SweepError):
@@ -167,12 +169,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
             **sparsity_metrics(model, full_size),
             "epoch_seconds": round(time.perf_counter() - epoch_start, 3),
         }
-        history.append(
-            {
-                k: metrics[k]
-                for k in ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
-            }
-        )
+        history.append({k: metrics[k] for k in HISTORY_KEYS})
         last = epoch + 1 == cfg.epochs
         if last:
             metrics.update(final_metrics(cfg, model, splits, device, dataset, history, started))

@@ -46,7 +46,6 @@ from sweep.study import (
 from sweep.study_search import RECORD, progress_class, searcher_class
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
-HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "epoch_seconds")
 STOPPED = "the sweep stopped before this trial finished"
 
 
@@ -60,7 +59,7 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
     def sweep_trial(config: dict[str, Any]) -> None:
         from ray import tune
 
-        from sweep.train import train_trial, versions
+        from sweep.train import HISTORY_KEYS, train_trial, versions
 
         params = {k: v for k, v in config.items() if k != TRIAL_NUMBER}
         cfg = space.trial_config(params, budget, overrides)

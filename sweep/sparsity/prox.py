@@ -50,8 +50,7 @@ class DeadMask:
     """Holds the neurons that are dead when it is made at exactly zero (debias phase)."""
 
     def __init__(self, groups: list[NeuronGroups]) -> None:
-        self.entries = [(g, ~g.alive()) for g in groups]
-        self.entries = [(g, dead) for g, dead in self.entries if dead.any()]
+        self.entries = [(g, dead) for g in groups if (dead := ~g.alive()).any()]
 
     @torch.no_grad()
     def __call__(self, optimizer: torch.optim.Optimizer | None = None) -> None:
