@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default: the model's search space, else 64")
     p.add_argument("--lr", type=float, help="default: the model's search space, else 0.01")
     p.add_argument(
+        "--random-shift",
+        type=int,
+        help="translate training images by up to N pixels (default: the model's search space, else 0)",
+    )
+    p.add_argument(
         "--lr-policy",
         choices=["constant", "inv", "multistep", "cosine"],
         help="default: the model's search space (lenet: Caffe's inv), else constant",

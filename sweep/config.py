@@ -37,6 +37,7 @@ class TrialConfig:
     debias_restart: bool = True  # the debias phase starts the learning-rate schedule again
     warmup_epochs: float = 0.0  # lam ramps linearly from 0 over these epochs
     batch_size: int = 64
+    random_shift: int = 0  # training images translated by up to this many pixels per axis; 0: off
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -65,6 +66,8 @@ class TrialConfig:
             raise bad("debias_epochs", f"in [0, epochs={self.epochs})", self.debias_epochs)
         if self.warmup_epochs < 0:
             raise bad("warmup_epochs", ">= 0", self.warmup_epochs)
+        if self.random_shift < 0:
+            raise bad("random_shift", "an integer >= 0 (pixels)", self.random_shift)
         if self.batch_size < 1:
             raise bad("batch_size", "at least 1", self.batch_size)
         if not self.lr > 0:

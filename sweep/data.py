@@ -86,9 +86,10 @@ class Split(Protocol):
     def __len__(self) -> int: ...
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """(float32 normalised NCHW images, int64 labels); the order under shuffle depends on seed only."""
+        """(float32 normalised NCHW images, int64 labels); the order under shuffle depends on seed only.
+        ``shift`` > 0 translates every image by a random offset of up to that many pixels per axis."""
         ...
 
     def num_batches(self, batch_size: int) -> int: ...
@@ -144,13 +145,14 @@ class TensorSplit(_Batched):
         return len(self.index) if self.index is not None else len(self.labels)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_size(batch_size)
         n = len(self)
         order = self.index
+        generator = torch.Generator().manual_seed(seed)
         if shuffle:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            perm = torch.randperm(n, generator=generator)
             order = perm if order is None else order[perm]
         for start in range(0, n, batch_size):
             if order is None:
@@ -159,7 +161,19 @@ class TensorSplit(_Batched):
             else:
                 rows = order[start : start + batch_size]
                 images, labels = self.images[rows], self.labels[rows]
+            if shift > 0:
+                images = random_shift(images, shift, generator)
             yield images.to(torch.float32).mul_(self._scale).sub_(self._shift), labels
+
+
+def random_shift(images: Tensor, shift: int, generator: torch.Generator) -> Tensor:
+    """Each image translated by its own offset in [-shift, shift] per axis, the border filled with 0."""
+    b, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    dy, dx = (torch.randint(0, 2 * shift + 1, (2, b), generator=generator)).unbind()
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
 class _ImageList(torch.utils.data.Dataset):
@@ -193,8 +207,9 @@ class FolderSplit(_Batched):
         return len(self.samples)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
     ) -> Iterator[tuple[Tensor, Tensor]]:
+        """``shift`` is ignored: image folders augment through their transform (random resized crops)."""
         _check_batch_size(batch_size)
         loader = torch.utils.data.DataLoader(
             _ImageList(self.samples, self.transform),

@@ -133,7 +133,9 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
-        for x, y in splits.train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+        for x, y in splits.train.batches(
+            cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, shift=cfg.random_shift
+        ):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             lr = learning_rate(cfg, it - schedule_start, epoch, total_iters)
             for group in optimizer.param_groups:
@@ -230,6 +232,7 @@ def train_command(
     warmup_epochs: float,
     batch_size: int | None,
     lr: float | None,
+    random_shift: int | None,
     lr_policy: str | None,
     device: str,
     dataset: str | None,
@@ -254,6 +257,7 @@ def train_command(
         "warmup_epochs": warmup_epochs,
         "batch_size": batch_size,
         "lr": lr,
+        "random_shift": random_shift,
         "lr_policy": lr_policy,
         "seed": seed,
         "device": device,
