@@ -185,6 +185,7 @@ class SearchSpace:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     budgets: dict[str, Budget] = field(default_factory=dict)
     path: str = ""
+    start: tuple[dict[str, Any], ...] = ()  # points a new study tries first (enqueued after the baseline)
 
     def budget(self, name: str | Budget) -> Budget:
         if isinstance(name, Budget):

@@ -28,7 +28,7 @@ from sweep.errors import SweepError
 
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
-SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "budgets")
+SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "start", "budgets")
 BUDGET_KEYS = ("trials", "epochs", "subset", "overrides")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
@@ -152,13 +152,39 @@ class _SpaceParser:
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
         search = self.search(doc["search"])
         budgets = self.budgets(doc.get("budgets") or {})
-        space = SearchSpace(model, dataset, fixed, search, objectives, budgets, self.shown)
+        start = self.start(doc.get("start") or [], search)
+        space = SearchSpace(model, dataset, fixed, search, objectives, budgets, self.shown, start)
         for where, budget in [("fixed", None), *((f"budgets.{name}", name) for name in budgets)]:
             try:
                 space.trial_config({}, budget)
             except SweepError as err:
                 raise self.fail(where, str(err)) from None
         return space
+
+    def start(self, value: Any, search: dict[str, Distribution]) -> tuple[dict[str, Any], ...]:
+        """Points every new study tries first (Optuna's enqueue_trial): each names searched settings
+        (``layer_scales`` as a mapping, like in ``search``) at values inside their distributions."""
+        if not isinstance(value, list):
+            raise self.fail("start", "must be a list of points, each a mapping of searched settings")
+        points = []
+        for i, item in enumerate(value):
+            where = f"start[{i}]"
+            point: dict[str, Any] = {}
+            for key, raw in self.mapping(item, where).items():
+                nested = self.mapping(raw, f"{where}.{key}") if key == "layer_scales" else {None: raw}
+                for layer, v in nested.items():
+                    flat = key if layer is None else f"{key}.{layer}"
+                    dist = search.get(flat)
+                    if dist is None:
+                        raise self.fail(f"{where}.{flat}", f"not searched; searched: {', '.join(search)}")
+                    if not dist.contains(v) or (key == "penalty" and v == "none"):
+                        allowed = "a penalty other than none" if key == "penalty" else "inside its range"
+                        raise self.fail(f"{where}.{flat}", f"{v!r} must be {allowed} in search.{key}")
+                    point[flat] = v
+            if "penalty" not in point:
+                raise self.fail(where, "must name its penalty")
+            points.append(point)
+        return tuple(points)
 
     def objectives(self, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):

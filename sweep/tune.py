@@ -310,7 +310,7 @@ def _fit(
     """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial."""
     only = ("penalty", "lam") if plan.sampler == "grid" else None
     space = sampled_space(plan.space, study)
-    points = grid_points(space) if plan.sampler == "grid" else [space.baseline()]
+    points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
     enqueue_missing(study, points, limit=n_trials)
     # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws.
     sampler = make_sampler(

@@ -66,6 +66,7 @@ def test_paper_schedules_are_the_caffe_solvers():
     lenet = load_space("lenet").trial_config({}, "paper")
     assert (lenet.lr, lenet.momentum, lenet.weight_decay, lenet.batch_size) == (0.01, 0.9, 5e-4, 64)
     assert (lenet.lr_policy, lenet.lr_gamma, lenet.lr_power, lenet.epochs) == ("inv", 1e-4, 0.75, 11)
+    assert lenet.random_shift == 2, "the one addition to Caffe's recipe"
     quick = load_space("cifar10_quick").trial_config({}, "paper")
     assert (quick.lr, quick.momentum, quick.weight_decay, quick.batch_size) == (0.001, 0.9, 0.004, 100)
     assert (quick.lr_policy, quick.lr_milestones, quick.lr_gamma, quick.epochs) == ("multistep", [8], 0.1, 10)
@@ -151,7 +152,7 @@ BAD_SPACES = [
     ("model: lenet\nmodel: lenet\n", r"space\.yaml:2: malformed YAML: duplicate key 'model'"),
     (
         "model: lenet\nserch: {}\n",
-        r"serch: unknown key; allowed: model, dataset, objectives, fixed, search, budgets",
+        r"serch: unknown key; allowed: model, dataset, objectives, fixed, search, start, budgets",
     ),
     ("model: lenet5\nsearch: {}\n", r"model: unknown model 'lenet5'; known: alexnet, cifar10_quick, lenet"),
     ("model: lenet\ndataset: svhn\nsearch: {}\n", r"dataset: unknown dataset 'svhn'; known: "),
@@ -228,6 +229,28 @@ BAD_SPACES = [
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nbudgets: {smoke: {trials: 0, epochs: 1}}\n",
         r"budgets\.smoke\.trials: must be at least 1, got 0",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nstart: {penalty: l1}\n",
+        r"start: must be a list of points",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nstart: [{penalty: l1, lam: 0.1}]\n",
+        r"start\[0\]\.lam: not searched; searched: penalty",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "start: [{penalty: l1, lam: 0.1}]\n",
+        r"start\[0\]\.lam: 0\.1 must be inside its range in search\.lam",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nstart: [{penalty: none}]\n",
+        r"start\[0\]\.penalty: 'none' must be a penalty other than none",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "start: [{lam: 0.001}]\n",
+        r"start\[0\]: must name its penalty",
     ),
     (
         "model: cifar10_quick\nsearch: {penalty: {choices: [none, l1]}}\n",

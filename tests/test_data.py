@@ -420,3 +420,21 @@ def test_cifar_npz_missing_arrays_is_named(tmp_path: Path) -> None:
 def test_subset_and_holdout_out_of_range(tiny_mnist_dir: Path, kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(SweepError, match=message):
         data.load("mnist", data_dir=str(tiny_mnist_dir), **kwargs)  # type: ignore[arg-type]
+
+
+def test_random_shift_translates_each_image_within_the_limit_and_repeats_per_seed():
+    from sweep.data import TensorSplit
+
+    images = torch.zeros(64, 1, 12, 12, dtype=torch.uint8)
+    images[:, :, 5, 5] = 255  # one bright pixel: where it lands is the image's shift
+    split = TensorSplit(images, torch.arange(64) % 10, (0.0,), (1.0,))
+    ((x, _),) = split.batches(64, shuffle=False, seed=3, shift=2)
+    ((again, _),) = split.batches(64, shuffle=False, seed=3, shift=2)
+    assert torch.equal(x, again), "the same seed gives the same shifts"
+    spots = (x[:, 0] > 0).flatten(1).nonzero()[:, 1]
+    rows, cols = spots // 12, spots % 12
+    assert len(spots) == 64, "every image keeps its pixel"
+    assert rows.sub(5).abs().max() <= 2 and cols.sub(5).abs().max() <= 2
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 10, "offsets differ per image"
+    ((plain, _),) = split.batches(64, shuffle=False, seed=3)
+    assert (plain[:, 0, 5, 5] > 0).all(), "no shift unless asked"

@@ -238,7 +238,7 @@ def test_eight_trials_hold_one_baseline_and_never_sample_none_again(storage_url,
         study = optuna.load_study(
             study_name=study_name, storage=storage, sampler=make_sampler(sampler, seed=run, trials=8)
         )
-        enqueue_missing(study, grid_points(space) if only else [space.baseline()], limit=4)
+        enqueue_missing(study, grid_points(space) if only else [space.baseline(), *space.start], limit=4)
         for _ in range(4):
             trial = study.ask()
             params = space.suggest(trial, only=only, baseline=is_baseline(trial))
@@ -250,7 +250,9 @@ def test_eight_trials_hold_one_baseline_and_never_sample_none_again(storage_url,
     assert [is_baseline(t) for t in trials] == [True] + [False] * 7
     assert "penalty" not in trials[0].params and trials[0].user_attrs[BASELINE_ATTR] is True
     for t in trials[1:]:
-        assert t.distributions["penalty"].choices == ("l1", "group_lasso", "sparse_group_lasso", "nuclear")
+        assert t.distributions["penalty"].choices == ("group_lasso", "sparse_group_lasso")
+    if not only:  # the space's start points come right after the baseline, exactly as written
+        assert [trial_params(t) for t in trials[1 : 1 + len(space.start)]] == list(space.start)
 
 
 def test_a_baseline_recorded_before_the_mark_still_counts(storage_url, study_name, capsys):
