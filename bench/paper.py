@@ -13,7 +13,9 @@ to ``results/MODEL/ROW`` (``python -m sweep export``), so anyone can evaluate th
 Our rows, per model, all among complete, fully trained trials with every layer alive:
   (a) the trial of the error/neurons Pareto front whose held-out error is nearest the paper's error,
   (b) the smallest network (fewest neurons) within +0.1 point of our unconstrained baseline's held-out
-      error, and (c) within +0.5 point.
+      error, and (c) within +0.5 point;
+  (d) for each floor of bench/paper_floors.py (a shape and an error to stay under), the trial of that shape
+      with the lowest held-out error, and whether its test error meets the floor.
 Trials are chosen on the held-out split only; the errors in the table are on the official test split.
 The baseline is the ``penalty: none`` trial (the one with the lowest held-out error when there are several,
 as ``sweep export`` states it in each card).
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's packages come first
     sys.path.insert(0, str(ROOT))
 
+from bench.paper_floors import FLOORS, FloorResult, choose_floor  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.picks import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
 
@@ -119,6 +122,7 @@ class ModelResult:
     wall_seconds: float | None = None
     machine: str = ""
     exports: dict[str, str] = field(default_factory=dict)  # choice key -> folder, or "failed: why"
+    floors: list[FloorResult] = field(default_factory=list)  # bench/paper_floors.py
 
 
 # ------------------------------------------------------------------------------ choosing the rows
@@ -254,6 +258,10 @@ def load_result(storage_dir: Path, model: str, budget: str = "paper") -> ModelRe
     result.available = True
     result.trials = len(rows)
     result.baseline, result.choices = choose_rows(rows, paper.top1_error)
+    result.floors = [choose_floor(f, usable(rows), result.baseline) for f in FLOORS.get(model, ())]
+    result.choices += [
+        Choice(f.floor.key, f.floor.label, f.row, "no complete trial of that shape") for f in result.floors
+    ]
     record = read_record(storage_dir, model)
     runs = record.get("runs") or []
     if runs:
@@ -406,6 +414,7 @@ def notes(results: Sequence[ModelResult]) -> list[str]:
             else "sweep wall time not recorded (run with --run)"
         )
         out.append(f"{r.paper.network}: study `{r.study}`, {r.trials} complete trials; {base_text}; {wall}.")
+        out += [f"{r.paper.network} {f.sentence()}." for f in r.floors]
     return out
 
 

@@ -244,3 +244,31 @@ def test_card_gets_the_baseline_only_when_it_lacks_one(rows: list, tmp_path: Pat
         "test_top1_error": 0.72,
     }
     assert paper.ensure_card_baseline(card, baseline) == "present"
+
+
+def test_floors_choose_by_shape_then_held_out_error_and_judge_on_test(rows: list) -> None:
+    from bench.paper_floors import FLOORS, Floor, choose_floor
+
+    usable = paper.usable(rows)
+    baseline = paper.baseline_of(usable)
+    fc1_11, convs_95 = FLOORS["lenet"]
+    # fc1 <= 11: trials 3 (held-out 1.15) and 6 (3.00); 7 is early-stopped and 11 has an empty fc1
+    chosen = choose_floor(fc1_11, usable, baseline)
+    assert chosen.row.number == 3 and chosen.met is False, "test 1.30% is over 0.72%"
+    assert "trial 3, test error 1.3%: not met" in chosen.sentence()
+    looser = Floor("x", "x", max_fc1=11, max_test_error=1.30)
+    assert choose_floor(looser, usable, baseline).met is True, "exactly on the limit counts"
+    none = choose_floor(convs_95, usable, baseline)
+    assert none.row is None and none.met is False, "no trial here removed conv filters"
+    relative = Floor("y", "y", max_fc1=11, max_above_baseline=0.5)
+    assert choose_floor(relative, usable, baseline).row.number == 3
+    assert choose_floor(relative, usable, baseline).met is False, "1.30 > 0.72 + 0.5"
+    assert choose_floor(relative, usable, None).met is None, "no baseline: cannot tell"
+
+
+def test_floor_rows_join_the_table_and_its_notes(storage_dir: Path) -> None:
+    result = paper.load_result(storage_dir, "lenet")
+    assert [c.key for c in result.choices][-2:] == ["fc1-11", "convs-95"]
+    text = paper.render([result])
+    assert "ours: best with fc1 <= 11 (the paper's width)" in text
+    assert "LeNet floor (fc1 <= 11, test error <= 0.72%): trial 3" in text
