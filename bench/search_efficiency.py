@@ -5,7 +5,8 @@
 
 Runs, with ``python -m sweep run`` (real Ray Tune, real Optuna), each into its own study of one database:
 
-- ``tpe``: the default sampler over the model's whole search space;
+- ``tpe``: the default sampler over the model's whole search space (without its start points, which
+  would hand every sampler the same good trials);
 - ``random``: random search over the same space;
 - ``grid``: what one would do by hand: group lasso on fc1 only, lambda on a log grid over the space's
   lambda range (the unconstrained baseline plus trials - 1 values), through ``sweep run --sampler grid``;
@@ -167,6 +168,19 @@ def grid_space(model: str, trials: int, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = f"# {model}: {GRID_PENALTY} on {GRID_LAYER}, lambda on a log grid (bench/search_efficiency.py)\n"
     out.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def scratch_space(model: str, out: Path) -> Path:
+    """The model's search space without its start points, so every sampler starts from nothing."""
+    from sweep.space_file import space_path
+
+    doc = yaml.safe_load(space_path(model).read_text())
+    doc.pop("start", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"# {model}: the shipped space without start points (bench/search_efficiency.py)\n")
+    with out.open("a") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
     return out
 
 
@@ -362,12 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = (
         grid_space(args.model, args.trials, args.grid_space) if any(m.grid for m in args.methods) else None
     )
+    scratch = scratch_space(args.model, args.grid_space.with_name(f"{args.model}-scratch.yaml"))
     outcomes: list[Outcome] = []
     all_study_rows: list[list[TrialRow]] = []
     for seed in args.seed_list:
         for method in args.methods:
             name = study_name(args, method, seed)
-            wall = run_study(args, method, seed, name, args.storage, space if method.grid else None)
+            wall = run_study(args, method, seed, name, args.storage, space if method.grid else scratch)
             rows = study_rows(name, args.storage) or []
             all_study_rows.append(rows)
             epochs = args.asha_epochs if method.long else args.epochs
