@@ -49,6 +49,7 @@ class TrialConfig:
     device: str = "auto"
     num_workers: int = 0
     eval_test: bool = True  # also measure top-1 error on the test split at the end
+    measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
 
     def validate(self) -> TrialConfig:
         def bad(key: str, allowed: str, got: Any) -> SweepError:

@@ -192,7 +192,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
 
 def final_metrics(
     cfg: TrialConfig,
-    model: torch.nn.Module,
+    model: models.ChainNet,
     splits: data.Splits,
     device: torch.device,
     dataset: str,
@@ -202,7 +202,9 @@ def final_metrics(
     test_error = None
     if cfg.eval_test:
         test_error, _ = top1_error(model, splits.test.batches(EVAL_BATCH), device)
+    extra = {"latency_ms": compact_latency_ms(model)} if cfg.measure_latency else {}
     return {
+        **extra,
         "done": True,
         "test_top1_error": test_error,
         "epochs": cfg.epochs,
@@ -215,6 +217,20 @@ def final_metrics(
         "history": history,
         "train_seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def compact_latency_ms(model: models.ChainNet) -> float:
+    """Median CPU milliseconds of one forward pass, batch 1, one thread, of the network rebuilt without
+    its dead neurons (what export would write); 0.0 when a layer has none left (nothing to run)."""
+    from sweep.compact import compact, latency_ms, torch_threads
+    from sweep.sparsity.groups import alive_masks
+
+    masks = {name: mask.cpu() for name, mask in alive_masks(model).items()}
+    if not all(mask.any() for mask in masks.values()):
+        return 0.0
+    small = compact(model, masks)
+    with torch_threads(1):
+        return round(latency_ms({"compact": small}, model.input_size, 1, budget_s=1.0)["compact"], 4)
 
 
 def format_widths(widths: dict[str, int], full: dict[str, int]) -> str:

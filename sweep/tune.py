@@ -179,6 +179,8 @@ def plan_sweep(
 ) -> SweepPlan:
     search_space = load_space(model, space)
     chosen = search_space.budget(budget)
+    if "latency_ms" in search_space.objectives:  # only then is it worth a few seconds per trial
+        overrides = {**overrides, "measure_latency": True}
     base = search_space.trial_config({}, chosen, overrides)
     wanted = trials if trials is not None else chosen.trials
     cpus, gpus, concurrency = options["cpus_per_trial"], options["gpus_per_trial"], options["concurrency"]

@@ -22,6 +22,7 @@ def test_trial_reports_each_epoch_and_writes_a_loadable_checkpoint(tiny_mnist_di
         debias_epochs=1,
         batch_size=16,
         holdout=20,
+        measure_latency=True,
     )
     final = train_trial(cfg, lambda m, ckpt: reports.append((m, ckpt)), str(tmp_path / "ckpt"))
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3]
@@ -31,6 +32,8 @@ def test_trial_reports_each_epoch_and_writes_a_loadable_checkpoint(tiny_mnist_di
     assert final["params"] < final["params_full"] == 431_080
     assert final["flops"] < final["flops_full"]
     assert 0 <= final["test_top1_error"] <= 100 and final["dataset"] == "mnist"
+    assert final["latency_ms"] > 0, "the compact network's CPU time, asked for by measure_latency"
+    assert "latency_ms" not in reports[0][0], "measured once, at the end"
     assert reports[-1][0]["widths"] == reports[-2][0]["widths"]  # debias holds dead neurons at zero
     ckpt = load_checkpoint(reports[-1][1])
     assert ckpt.epoch == 3 and ckpt.config == cfg
@@ -47,6 +50,7 @@ def test_unconstrained_trial_keeps_every_neuron(tiny_mnist_dir, tmp_path):
         str(tmp_path),
     )
     assert final["neurons"] == 570 and final["params"] == final["params_full"]
+    assert "latency_ms" not in final, "not measured unless asked"
 
 
 def test_diverging_trial_raises_a_clear_error(tiny_mnist_dir, tmp_path):

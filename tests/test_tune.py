@@ -25,11 +25,12 @@ from optuna.trial import TrialState
 
 from sweep import cli
 from sweep.errors import SweepError
-from sweep.space_file import load_space
+from sweep.space_file import load_space, space_path
 from sweep.study import TRIAL_ATTRS, create_or_resume, is_baseline, open_storage, trial_params
-from sweep.tune import run_command, sampled_space
+from sweep.tune import plan_sweep, run_command, sampled_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+ROOT_SPACES = space_path("lenet").parent
 POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES")
 TRAIN_IMAGES = 300
 DIVERGING_SPACE = """\
@@ -326,3 +327,27 @@ def test_bad_input_exits_2_with_one_line_and_leaves_the_database_alone(data_dir,
     studies = optuna.get_all_study_names(storage=url)
     assert studies == ["other"]
     assert len(optuna.load_study(study_name="other", storage=url).trials) == 1
+
+
+def test_a_latency_objective_makes_every_trial_time_its_compact_network(tmp_path):
+    text = (
+        (ROOT_SPACES / "lenet.yaml")
+        .read_text()
+        .replace("objectives: [top1_error, neurons]", "objectives: [top1_error, latency_ms]")
+    )
+    assert "latency_ms" in text
+    (tmp_path / "lenet.yaml").write_text(text)
+    options = dict(
+        sampler="tpe",
+        scheduler="fifo",
+        cpus_per_trial=1.0,
+        gpus_per_trial=0.0,
+        concurrency=None,
+        address=None,
+        out=str(tmp_path / "runs"),
+    )
+    timed = plan_sweep("lenet", str(tmp_path / "lenet.yaml"), None, 2, "smoke", {}, **options)
+    assert timed.base.measure_latency is True
+    assert timed.space.trial_config({"penalty": "group_lasso"}, timed.budget, timed.overrides).measure_latency
+    plain_plan = plan_sweep("lenet", None, None, 2, "smoke", {}, **options)
+    assert plain_plan.base.measure_latency is False
