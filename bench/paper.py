@@ -80,6 +80,11 @@ PAPER_TABLE1: dict[str, PaperResult] = {
     )
 }
 DEFAULT_MODELS = ("lenet", "cifar10_quick")
+# Where our `paper` budget leaves the paper's Caffe solver (the search spaces say why).
+RECIPE_CHANGES = {
+    "lenet": "Caffe's lenet_solver, plus random shifts of up to 2 px of the training digits",
+    "cifar10_quick": "Caffe's cifar10_quick solver with lr 0.01 instead of 0.001 (standardised inputs)",
+}
 
 
 @dataclass(frozen=True)
@@ -413,7 +418,11 @@ def notes(results: Sequence[ModelResult]) -> list[str]:
             if r.wall_seconds is not None
             else "sweep wall time not recorded (run with --run)"
         )
-        out.append(f"{r.paper.network}: study `{r.study}`, {r.trials} complete trials; {base_text}; {wall}.")
+        recipe = RECIPE_CHANGES.get(r.paper.model)
+        out.append(
+            f"{r.paper.network}: study `{r.study}`, {r.trials} complete trials; {base_text}; {wall}"
+            + (f"; training: {recipe}." if recipe else ".")
+        )
         out += [f"{r.paper.network} {f.sentence()}." for f in r.floors]
     return out
 
