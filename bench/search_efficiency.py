@@ -157,6 +157,7 @@ def grid_space(model: str, trials: int, out: Path) -> Path:
     from sweep.space_file import space_path
 
     doc = yaml.safe_load(space_path(model).read_text())
+    doc.pop("start", None)  # the grid is the whole search
     lam = doc["search"]["lam"]
     low, high = float(lam["low"]), float(lam["high"])
     points = max(1, trials - 1)

@@ -177,8 +177,10 @@ class _SpaceParser:
                     dist = search.get(flat)
                     if dist is None:
                         raise self.fail(f"{where}.{flat}", f"not searched; searched: {', '.join(search)}")
-                    if not dist.contains(v) or (key == "penalty" and v == "none"):
-                        allowed = "a penalty other than none" if key == "penalty" else "inside its range"
+                    if key == "penalty" and v == "none":
+                        raise self.fail(f"{where}.{flat}", "must be a penalty other than none")
+                    if not dist.contains(v):
+                        allowed = "one of the choices" if dist.kind == "categorical" else "inside its range"
                         raise self.fail(f"{where}.{flat}", f"{v!r} must be {allowed} in search.{key}")
                     point[flat] = v
             if "penalty" not in point:

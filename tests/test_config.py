@@ -246,7 +246,7 @@ BAD_SPACES = [
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nstart: [{penalty: none}]\n",
-        r"start\[0\]\.penalty: 'none' must be a penalty other than none",
+        r"start\[0\]\.penalty: must be a penalty other than none",
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
