@@ -22,7 +22,6 @@ that box; the epochs all its trials spent; its wall time. Prints the ratios and 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
 import statistics
@@ -33,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +41,7 @@ if str(ROOT) not in sys.path:
 from sweep import pareto  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.picks import TrialRow, all_rows, close_study, load_study_readonly, pick, select_rows  # noqa: E402
+from sweep.study import tpe_startup_trials  # noqa: E402
 
 REFERENCE_SIZE_MARGIN = 1.1  # as the dashboards: the full network (the baseline) still counts
 GRID_LAYER = "fc1"
@@ -313,10 +312,10 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], ref_error: float, 
             f"{o.early_stopped} | {o.failed} | {o.hypervolume:.4f} | {o.epochs_spent} | "
             f"{_f(o.smallest_near_baseline, '.0f')} | {_f(o.wall_seconds, '.0f')} |"
         )
-    startup = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default
+    startup = tpe_startup_trials(args.trials)
     lines += [
         "",
-        f"Optuna's TPE draws its first {startup} trials (the enqueued baseline included) at random, from "
+        f"The default TPE sampler draws its first {startup} trials (the enqueued baseline included) at random, from "
         f"the same seed as the random study: with {args.trials} trials the two differ in the last "
         f"{max(0, args.trials - startup)} only.",
         "",

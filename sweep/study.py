@@ -356,13 +356,19 @@ def fail_trial(
 # ------------------------------------------------------------------------------------------ sampling
 
 
+def tpe_startup_trials(trials: int) -> int:
+    """Random trials before TPE models: a quarter of a small sweep, 3 to 10 (Optuna's fixed 10 would
+    leave a 12-trial sweep almost all random)."""
+    return max(3, min(10, trials // 4))
+
+
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # group: lambda, alpha, ... exist only for some penalties (a conditional space)
             # Optuna's 10 random start-up trials would be most of a small sweep: model after a quarter.
-            startup = max(3, min(10, trials // 4))
+            startup = tpe_startup_trials(trials)
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
             )
