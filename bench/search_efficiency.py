@@ -150,13 +150,20 @@ def summarise(outcome: Outcome, rows: Sequence[TrialRow], ref_error: float, ref_
 # ---------------------------------------------------------------------------------------- running
 
 
-def grid_space(model: str, trials: int, out: Path) -> Path:
-    """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
-    lambda values, log-spaced over the space's lambda range, for group lasso on fc1 only."""
+def space_without_start(model: str) -> dict:
+    """The shipped search space of ``model`` as a YAML document, its start points left out: they would
+    hand every compared method the same good trials."""
     from sweep.space_file import space_path
 
     doc = yaml.safe_load(space_path(model).read_text())
-    doc.pop("start", None)  # the grid is the whole search
+    doc.pop("start", None)
+    return doc
+
+
+def grid_space(model: str, trials: int, out: Path) -> Path:
+    """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
+    lambda values, log-spaced over the space's lambda range, for group lasso on fc1 only."""
+    doc = space_without_start(model)
     lam = doc["search"]["lam"]
     low, high = float(lam["low"]), float(lam["high"])
     points = max(1, trials - 1)
@@ -173,14 +180,9 @@ def grid_space(model: str, trials: int, out: Path) -> Path:
 
 def scratch_space(model: str, out: Path) -> Path:
     """The model's search space without its start points, so every sampler starts from nothing."""
-    from sweep.space_file import space_path
-
-    doc = yaml.safe_load(space_path(model).read_text())
-    doc.pop("start", None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# {model}: the shipped space without start points (bench/search_efficiency.py)\n")
-    with out.open("a") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
+    header = f"# {model}: the shipped space without start points (bench/search_efficiency.py)\n"
+    out.write_text(header + yaml.safe_dump(space_without_start(model), sort_keys=False))
     return out
 
 

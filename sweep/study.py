@@ -367,7 +367,6 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # group: lambda, alpha, ... exist only for some penalties (a conditional space)
-            # Optuna's 10 random start-up trials would be most of a small sweep: model after a quarter.
             startup = tpe_startup_trials(trials)
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
