@@ -57,13 +57,16 @@ def resolve_device(name: str) -> torch.device:
         raise SweepError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
 
 
-def learning_rate(cfg: TrialConfig, it: int, epoch: int, total_iters: int) -> float:
+def learning_rate(cfg: TrialConfig, it: int, epoch: int, schedule_iters: int) -> float:
+    """The learning rate at iteration ``it`` of the running schedule (which the debias phase restarts);
+    ``epoch`` counts from the start of training (multistep milestones never move), ``schedule_iters``
+    is the running schedule's length (cosine reaches 0 at its end)."""
     if cfg.lr_policy == "inv":  # Caffe's "inv": base_lr * (1 + gamma * iter) ^ (-power)
         return cfg.lr * (1 + cfg.lr_gamma * it) ** (-cfg.lr_power)
     if cfg.lr_policy == "multistep":
         return cfg.lr * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
     if cfg.lr_policy == "cosine":
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * it / max(total_iters, 1)))
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * it / max(schedule_iters, 1)))
     return cfg.lr
 
 
@@ -122,14 +125,19 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
     mask: DeadMask | None = None
     history: list[dict[str, Any]] = []
     it = 0
-    schedule_start = 0  # the debias phase restarts the learning-rate schedule: it fine-tunes a new network
+    # The debias phase restarts the learning-rate schedule (it fine-tunes a new network), so then each
+    # phase runs a whole schedule: a cosine anneals the sparse phase to 0, and again the debias phase.
+    schedule_start = 0
+    restarts = use_prox and cfg.debias_epochs > 0 and cfg.debias_restart
+    schedule_iters = iters_per_epoch * sparse_epochs if restarts else total_iters
     metrics: dict[str, Any] = {}
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
         if epoch == sparse_epochs and use_prox:
             mask = DeadMask(neuron_groups(model))
-            if cfg.debias_restart:
+            if restarts:
                 schedule_start = it
+                schedule_iters = total_iters - it
         model.train()
         loss_sum = torch.zeros((), device=device)
         seen = 0
@@ -137,7 +145,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
             cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, shift=cfg.random_shift
         ):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            lr = learning_rate(cfg, it - schedule_start, epoch, total_iters)
+            lr = learning_rate(cfg, it - schedule_start, epoch, schedule_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = torch.nn.functional.cross_entropy(model(x), y)

@@ -65,12 +65,13 @@ def test_shipped_spaces_load_and_resolve_every_budget(model):
 def test_paper_schedules_are_the_caffe_solvers():
     lenet = load_space("lenet").trial_config({}, "paper")
     assert (lenet.lr, lenet.momentum, lenet.weight_decay, lenet.batch_size) == (0.01, 0.9, 5e-4, 64)
-    assert (lenet.lr_policy, lenet.lr_gamma, lenet.lr_power, lenet.epochs) == ("inv", 1e-4, 0.75, 11)
-    assert lenet.random_shift == 2, "the one addition to Caffe's recipe"
+    # cosine, not Caffe's "inv", and random shifts: the two changes to Caffe's recipe (see the YAML)
+    assert (lenet.lr_policy, lenet.epochs, lenet.random_shift) == ("cosine", 11, 2)
     quick = load_space("cifar10_quick").trial_config({}, "paper")
     # lr 0.01, not Caffe's 0.001: Caffe's inputs are 0-255 pixels, ours standardised (see the YAML)
     assert (quick.lr, quick.momentum, quick.weight_decay, quick.batch_size) == (0.01, 0.9, 0.004, 100)
     assert (quick.lr_policy, quick.lr_milestones, quick.lr_gamma, quick.epochs) == ("multistep", [8], 0.1, 10)
+    assert quick.layers == ["conv3", "fc1"]
 
 
 def test_suggest_is_conditional_on_the_penalty(tmp_path):

@@ -41,6 +41,25 @@ def test_trial_reports_each_epoch_and_writes_a_loadable_checkpoint(tiny_mnist_di
     assert int(alive) == final["widths"]["fc1"]
 
 
+def test_cosine_anneals_the_sparse_phase_and_again_the_debias_phase(tiny_mnist_dir, tmp_path):
+    cfg = TrialConfig(
+        model="lenet",
+        data_dir=str(tiny_mnist_dir),
+        penalty="group_lasso",
+        lam=0.01,
+        epochs=4,
+        debias_epochs=2,
+        batch_size=10,
+        holdout=20,
+        lr_policy="cosine",
+    )
+    reports: list[dict] = []
+    train_trial(cfg, lambda m, _ckpt: reports.append(m), str(tmp_path / "ckpt"))
+    last_lr = [m["lr"] / cfg.lr for m in reports]  # each epoch's last step
+    assert last_lr[1] < 0.05 and last_lr[3] < 0.05, "each phase ends its cosine near 0"
+    assert 0.5 <= last_lr[2] < 0.7, "the debias phase starts again from lr and is half-way after one epoch"
+
+
 def test_unconstrained_trial_keeps_every_neuron(tiny_mnist_dir, tmp_path):
     final = train_trial(
         TrialConfig(
