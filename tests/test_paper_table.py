@@ -237,13 +237,15 @@ def test_card_gets_the_baseline_only_when_it_lacks_one(rows: list, tmp_path: Pat
     baseline = paper.baseline_of(rows)
     card = tmp_path / "card.json"
     card.write_text(json.dumps({"model": "lenet", "baseline": None}))
-    assert paper.ensure_card_baseline(card, baseline) == "added"
+    from bench.paper_run import ensure_card_baseline
+
+    assert ensure_card_baseline(card, baseline) == "added"
     assert json.loads(card.read_text())["baseline"] == {
         "trial": 0,
         "top1_error": 0.70,
         "test_top1_error": 0.72,
     }
-    assert paper.ensure_card_baseline(card, baseline) == "present"
+    assert ensure_card_baseline(card, baseline) == "present"
 
 
 def test_floors_choose_by_shape_then_held_out_error_and_judge_on_test(rows: list) -> None:
