@@ -166,13 +166,16 @@ class Distribution:
 
 @dataclass(frozen=True)
 class Budget:
-    """How much one sweep spends: trials, epochs per trial, training subset, and fixed settings it changes."""
+    """How much one sweep spends: trials, epochs per trial, training subset, the fixed settings it changes
+    and the distributions it replaces (a 2-epoch budget needs a larger lambda than an 11-epoch one to
+    remove the same neurons: the prox shrinks weights by lr x lambda per step)."""
 
     name: str
     trials: int
     epochs: int
     subset: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Distribution] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,20 @@ class SearchSpace:
                 f"unknown budget {name!r} in {self.path or self.model}; known: {', '.join(self.budgets)}"
             )
         return self.budgets[name]
+
+    def for_budget(self, name: str | Budget) -> SearchSpace:
+        """The space a sweep under budget ``name`` samples: the budget's distributions replace the
+        space's, and start points outside them are left out (they were chosen for other budgets)."""
+        budget = self.budget(name)
+        if not budget.search:
+            return self
+        search = {**self.search, **budget.search}
+        start = tuple(
+            point
+            for point in self.start
+            if all(search[k].contains(v) for k, v in point.items() if k in search)
+        )
+        return dataclasses.replace(self, search=search, start=start)
 
     def _penalty_of(self, params: dict[str, Any]) -> str:
         return params.get("penalty", self.fixed.get("penalty", TrialConfig.penalty))

@@ -29,7 +29,7 @@ from sweep.errors import SweepError
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
 SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "start", "budgets")
-BUDGET_KEYS = ("trials", "epochs", "subset", "overrides")
+BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
 # Searchable settings: kind of value and the closed range [min, max] a distribution must lie in
@@ -151,7 +151,7 @@ class _SpaceParser:
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
         search = self.search(doc["search"])
-        budgets = self.budgets(doc.get("budgets") or {})
+        budgets = self.budgets(doc.get("budgets") or {}, search)
         start = self.start(doc.get("start") or [], search)
         space = SearchSpace(model, dataset, fixed, search, objectives, budgets, self.shown, start)
         for where, budget in [("fixed", None), *((f"budgets.{name}", name) for name in budgets)]:
@@ -250,14 +250,14 @@ class _SpaceParser:
             )
         return name
 
-    def search(self, value: Any) -> dict[str, Distribution]:
-        spec = self.mapping(value, "search", list(SEARCH_KEYS))
+    def search(self, value: Any, at: str = "search") -> dict[str, Distribution]:
+        spec = self.mapping(value, at, list(SEARCH_KEYS))
         if "penalty" not in spec:
             raise self.fail("search", f"missing penalty; give {{choices: [...]}} over {', '.join(PENALTIES)}")
         out: dict[str, Distribution] = {}
         for key, item in spec.items():
             kind, lo, hi = SEARCH_KEYS[key]
-            where = f"search.{key}"
+            where = f"{at}.{key}"
             if kind == "layer_scales":
                 for layer, scale in self.mapping(item, where).items():
                     self.layer(layer, where)
@@ -357,7 +357,7 @@ class _SpaceParser:
             sets[name] = [self.layer(layer, f"{where}.choices.{name}") for layer in layers]
         return Distribution("categorical", choices=tuple(sets), values=sets)
 
-    def budgets(self, value: Any) -> dict[str, Budget]:
+    def budgets(self, value: Any, search: dict[str, Distribution]) -> dict[str, Budget]:
         out: dict[str, Budget] = {}
         for name, item in self.mapping(value, "budgets").items():
             where = f"budgets.{name}"
@@ -377,7 +377,28 @@ class _SpaceParser:
                 if n is not None and n < 1:
                     raise self.fail(f"{where}.{key}", f"must be at least 1, got {n}")
             overrides = self.fixed(spec.get("overrides") or {}, f"{where}.overrides")
-            out[name] = Budget(name, trials, epochs, subset, overrides)
+            out[name] = Budget(
+                name, trials, epochs, subset, overrides, self.budget_search(spec, where, search)
+            )
+        return out
+
+    def budget_search(
+        self, spec: dict, where: str, search: dict[str, Distribution]
+    ) -> dict[str, Distribution]:
+        """A budget's ``search``: new distributions for settings the space searches (not penalty, whose
+        choices Optuna keeps for the life of a study)."""
+        raw = self.mapping(spec.get("search") or {}, f"{where}.search")
+        if "penalty" in raw:
+            raise self.fail(
+                f"{where}.search.penalty", "a budget cannot change the penalties; give them in search"
+            )
+        out = self.search({"penalty": {"choices": list(search["penalty"].choices)}, **raw}, f"{where}.search")
+        del out["penalty"]
+        unsearched = sorted(set(out) - set(search))
+        if unsearched:
+            raise self.fail(
+                f"{where}.search.{unsearched[0]}", f"not searched by the space; searched: {', '.join(search)}"
+            )
         return out
 
 

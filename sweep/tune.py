@@ -179,6 +179,7 @@ def plan_sweep(
 ) -> SweepPlan:
     search_space = load_space(model, space)
     chosen = search_space.budget(budget)
+    search_space = search_space.for_budget(chosen)
     if "latency_ms" in search_space.objectives:  # only then is it worth a few seconds per trial
         overrides = {**overrides, "measure_latency": True}
     base = search_space.trial_config({}, chosen, overrides)

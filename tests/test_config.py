@@ -233,6 +233,21 @@ BAD_SPACES = [
         r"budgets\.smoke\.trials: must be at least 1, got 0",
     ),
     (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\n"
+        "budgets: {smoke: {trials: 2, epochs: 1, search: {lam: {low: 1e-2, high: 1e-1}}}}\n",
+        r"budgets\.smoke\.search\.lam: not searched by the space; searched: penalty",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "budgets: {smoke: {trials: 2, epochs: 1, search: {lam: {low: 1e-1, high: 1e-2}}}}\n",
+        r"budgets\.smoke\.search\.lam: empty or inverted range: low 0\.1 must be below high 0\.01",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "budgets: {smoke: {trials: 2, epochs: 1, search: {penalty: {choices: [l1]}}}}\n",
+        r"budgets\.smoke\.search\.penalty: a budget cannot change the penalties",
+    ),
+    (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\nstart: {penalty: l1}\n",
         r"start: must be a list of points",
     ),
@@ -279,6 +294,30 @@ def test_unknown_budget_and_missing_file(tmp_path):
         load_space("lenet", str(tmp_path / "nowhere.yaml"))
     with pytest.raises(SweepError, match="no search space for model 'resnet'"):
         load_space("resnet")
+
+
+def test_a_budget_replaces_distributions_and_drops_start_points_outside_them(tmp_path):
+    text = LENET_SPACE.replace(
+        "  smoke: {trials: 6, epochs: 1, subset: 6000}",
+        "  smoke:\n    trials: 6\n    epochs: 1\n    search:\n      lam: {low: 0.01, high: 0.3, log: true}\n"
+        "      layer_scales: {fc1: {low: 0.5, high: 2.0}}",
+    )
+    text += "start:\n  - {penalty: group_lasso, lam: 0.001}\n  - {penalty: group_lasso, lam: 0.05}\n"
+    space = load_space("lenet", write(tmp_path, text))
+    smoke, paper = space.for_budget("smoke"), space.for_budget("paper")
+    assert paper is space
+    assert (smoke.search["lam"].low, smoke.search["lam"].high) == (0.01, 0.3)
+    assert smoke.search["layer_scales.fc1"].high == 2.0
+    assert smoke.search["layer_scales.conv1"] == space.search["layer_scales.conv1"]  # not replaced
+    assert smoke.start == ({"penalty": "group_lasso", "lam": 0.05},)
+    assert len(space.start) == 2
+    # what a smoke sweep samples, and what makes its study: the budget's range
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = smoke.suggest(study.ask())
+        if "lam" in params:
+            assert 0.01 <= params["lam"] <= 0.3
+    assert smoke.fingerprint("smoke")["search"]["lam"]["low"] == 0.01
 
 
 def test_yaml_1_1_exponents_without_a_dot_are_numbers(tmp_path):
