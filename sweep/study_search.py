@@ -24,6 +24,7 @@ from sweep.study import describe_params, fail_trial, finished_trial_attrs, trial
 
 RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 CHECKPOINT_FILE = "checkpoint.pt"
+EMPTY_LAYERS = "empty_layers"  # the trial's constraint: layers left without a neuron (> 0: infeasible)
 
 
 def searcher_class():
@@ -67,6 +68,10 @@ def searcher_class():
                 self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
                 return
             write_trial_attrs(storage, ot_trial._trial_id, attrs)
+            # A network with an emptied layer is no network (about 90% error at almost no neurons): as a
+            # plain point it sits on the front's small end and draws the sampler towards more of them.
+            # As an infeasible trial (Optuna's constraints), TPE and NSGA-II count it among the bad ones.
+            ot_trial.set_constraint(EMPTY_LAYERS, float(len(record.get("empty_layers") or [])))
             self._ot_study.tell(ot_trial, [float(v) for v in values], state=TrialState.COMPLETE)
             self.outcomes[trial_id] = {
                 "number": ot_trial.number,

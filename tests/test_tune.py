@@ -47,7 +47,7 @@ HOPELESS_SPACE = """\
 model: lenet
 search:
   penalty: {choices: [none, group_lasso]}
-  lam: {low: 0.5, high: 1.0, log: true}
+  lam: {low: 50.0, high: 100.0, log: true}
 budgets:
   smoke: {trials: 3, epochs: 3}
 """
@@ -132,6 +132,7 @@ def test_sweep_of_four_trials_lands_in_the_study(ray_session, data_dir, tmp_path
         assert attrs["top1_error"] == t.values[0]
         assert 0 < attrs["params"] <= attrs["params_full"] and 0 < attrs["flops"] <= attrs["flops_full"]
         assert attrs["early_stopped"] is False and attrs["epochs"] == 1
+        assert t.constraints == {"empty_layers": float(len(attrs["empty_layers"]))}, "emptied layers"
         assert attrs["config"]["penalty"] == trial_params(t)["penalty"] and attrs["config"]["epochs"] == 1
         assert (attrs["dataset"], attrs["seed"]) == ("mnist", 0) and "torch" in attrs["versions"]
         checkpoint = Path(attrs["checkpoint"])
@@ -184,11 +185,14 @@ def test_asha_stops_hopeless_trials_early_and_keeps_their_values(ray_session, da
     baseline, *stopped = trials
     assert trial_params(baseline) == {"penalty": "none"} and baseline.user_attrs["early_stopped"] is False
     assert baseline.user_attrs["epochs"] == 3 and len(baseline.user_attrs["history"]) == 3
+    assert baseline.constraints == {"empty_layers": 0.0}
     for t in stopped:
         attrs = t.user_attrs
-        assert t.params["penalty"] == "group_lasso" and t.params["lam"] >= 0.5
+        assert t.params["penalty"] == "group_lasso" and t.params["lam"] >= 50
         assert attrs["early_stopped"] is True and attrs["epochs"] == 1
         assert t.values == [attrs["top1_error"], attrs["neurons"]] and t.values[0] > baseline.values[0]
+        # an emptied layer makes the trial infeasible for the sampler: its point is no network
+        assert attrs["empty_layers"] and t.constraints == {"empty_layers": float(len(attrs["empty_layers"]))}
         assert set(TRIAL_ATTRS) <= set(attrs) and len(attrs["history"]) == 1
         assert Path(attrs["checkpoint"]).is_file()
     assert out.count("early-stopped at epoch 1: group_lasso") == 2
