@@ -1,15 +1,16 @@
 """How much of the error/neurons trade-off each way of searching finds for the same number of trials.
 
-    python bench/search_efficiency.py [--model lenet] [--trials 12] [--epochs 1] [--subset 6000]
-                                      [--asha-epochs 4] [--seeds 0,1,2] [--data-dir DIR]
+    python bench/search_efficiency.py [--model lenet] [--budget smoke] [--trials 16] [--epochs 2]
+                                      [--subset N] [--asha-epochs 4] [--seeds 0,1,2] [--data-dir DIR]
 
 Runs, with ``python -m sweep run`` (real Ray Tune, real Optuna), each into its own study of one database:
 
 - ``tpe``: the default sampler over the model's whole search space (without its start points, which
   would hand every sampler the same good trials);
 - ``random``: random search over the same space;
-- ``grid``: what one would do by hand: group lasso on fc1 only, lambda on a log grid over the space's
-  lambda range (the unconstrained baseline plus trials - 1 values), through ``sweep run --sampler grid``;
+- ``grid``: what one would do by hand: group lasso on fc1 only, lambda on a log grid over the lambda
+  range the budget searches (the unconstrained baseline plus trials - 1 values), through
+  ``sweep run --sampler grid``;
 - ``fifo`` and ``asha``: the default sampler with ``--asha-epochs`` epochs per trial, every trial trained
   to the end (FIFO) or stopped early by ASHA when it trails the others.
 
@@ -160,11 +161,14 @@ def space_without_start(model: str) -> dict:
     return doc
 
 
-def grid_space(model: str, trials: int, out: Path) -> Path:
+def grid_space(model: str, budget: str, trials: int, out: Path) -> Path:
     """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
-    lambda values, log-spaced over the space's lambda range, for group lasso on fc1 only."""
+    lambda values, log-spaced over the lambda range the budget searches, for group lasso on fc1 only."""
     doc = space_without_start(model)
-    lam = doc["search"]["lam"]
+    budgets = doc.get("budgets") or {}
+    lam = ((budgets.get(budget) or {}).get("search") or {}).get("lam") or doc["search"]["lam"]
+    for spec in budgets.values():
+        spec.pop("search", None)  # the grid's own search replaces every budget's
     low, high = float(lam["low"]), float(lam["high"])
     points = max(1, trials - 1)
     ratio = (high / low) ** (1.0 / max(points - 1, 1))
@@ -333,12 +337,12 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], ref_error: float, 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="lenet")
-    p.add_argument("--trials", type=int, default=12, help="trials per study (the equal budget)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per trial for the sampler comparison")
+    p.add_argument("--trials", type=int, default=16, help="trials per study (the equal budget)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per trial for the sampler comparison")
     p.add_argument("--asha-epochs", type=int, default=4, help="epochs per trial for FIFO vs ASHA (>= 2)")
-    p.add_argument("--subset", type=int, default=6000, help="training images (0: the budget's)")
+    p.add_argument("--subset", type=int, default=0, help="training images (0: the budget's)")
     p.add_argument("--budget", default="smoke", help="the search space's budget the runs start from")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds; each method runs once per seed")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; each method runs once per seed")
     p.add_argument("--ref-error", type=float, default=20.0, help="reference held-out error, percent")
     p.add_argument("--storage-dir", default="results/search_efficiency", help="folder of the study database")
     p.add_argument("--out", default="results/search_efficiency.md", help="markdown report")
@@ -376,7 +380,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     space = (
-        grid_space(args.model, args.trials, args.grid_space) if any(m.grid for m in args.methods) else None
+        grid_space(args.model, args.budget, args.trials, args.grid_space)
+        if any(m.grid for m in args.methods)
+        else None
     )
     scratch = scratch_space(args.model, args.grid_space.with_name(f"{args.model}-scratch.yaml"))
     outcomes: list[Outcome] = []
