@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the budget's epochs per trial")
     _data_args(p)
     p.add_argument("--sampler", choices=["nsga2", "tpe", "random", "grid"], default="tpe")
-    p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
+    p.add_argument(
+        "--scheduler",
+        choices=["fifo", "asha"],
+        default="fifo",
+        help="asha: stop trials early that trail on the Pareto fronts of their rung",
+    )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
     p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")

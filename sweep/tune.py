@@ -43,7 +43,7 @@ from sweep.study import (
     resolve_storage,
     summary_lines,
 )
-from sweep.study_search import RECORD, progress_class, searcher_class
+from sweep.study_search import EMPTY_LAYERS, RECORD, progress_class, searcher_class
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
@@ -80,6 +80,7 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
                 for k, v in metrics.items()
                 if isinstance(v, int | float) and not isinstance(v, bool) and k != "done"
             }
+            flat[EMPTY_LAYERS] = len(metrics.get("empty_layers") or [])
             flat[RECORD] = json.dumps(jsonable(record))
             checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
             tune.report(flat, checkpoint=checkpoint)
@@ -338,8 +339,10 @@ def _fit(
     started_here = _start_ray(plan.address)
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
+
+    from sweep.pareto_asha import ParetoASHA
 
     try:
         if plan.address:
@@ -357,14 +360,7 @@ def _fit(
         limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
         epochs = plan.base.epochs
         trial_scheduler = (
-            ASHAScheduler(
-                time_attr="training_iteration",
-                metric="top1_error",
-                mode="min",
-                max_t=epochs,
-                grace_period=max(1, epochs // 4),
-                reduction_factor=3,
-            )
+            ParetoASHA(objectives, max_t=epochs, grace_period=max(1, epochs // 4), reduction_factor=3)
             if plan.scheduler == "asha"
             else FIFOScheduler()
         )

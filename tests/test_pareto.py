@@ -142,3 +142,22 @@ def test_pick_max_size_takes_the_lowest_error_under_the_limit() -> None:
     assert pick_max_size([0.7, 0.7], [20, 10], 25) == 1  # same error: smaller
     assert pick_max_size([1.0], [10], 5) is None
     assert pick_max_size([1.0, 0.1], [10, NAN], 100) == 0
+
+
+def test_pareto_asha_keeps_a_rungs_best_fronts_and_matches_asha_on_one_objective() -> None:
+    from sweep.pareto_asha import keeps_going, rung_milestones
+
+    assert rung_milestones(4, 1, 3) == [1, 3]
+    assert rung_milestones(11, 2, 3) == [2, 6]
+    assert rung_milestones(2, 1, 3) == [1]
+    # the unpruned baseline first, then a small network with more error: both on the first front
+    assert keeps_going([(2.6, 570)], 3)
+    assert keeps_going([(2.6, 570), (4.1, 93)], 3)
+    # dominated by a third of the rung or more: stops
+    assert not keeps_going([(2.6, 570), (4.1, 93), (4.5, 120)], 3)
+    assert not keeps_going([(2.6, 570), (4.1, 93), (3.0, 300), (5.0, 40), (4.5, 120)], 3)
+    assert keeps_going([(2.6, 570), (6.0, 600), (7.0, 610), (8.0, 620), (4.5, 120)], 3)
+    # one objective: ASHA's rule, go on while within the best third
+    rung = [(e,) for e in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)]
+    assert keeps_going([*rung, (1.5,)], 3)
+    assert not keeps_going([*rung, (5.5,)], 3)
