@@ -85,7 +85,8 @@ class Outcome:
     hypervolume: float = 0.0
     epochs_spent: int = 0
     smallest_near_baseline: float | None = None  # neurons, within ERROR_MARGIN of its own baseline
-    wall_seconds: float | None = None  # None: read from an earlier run
+    wall_seconds: float | None = None
+    read_again: bool = False  # the study was run earlier: its wall time is its trials' span
 
 
 # ---------------------------------------------------------------------------------------- numbers
@@ -188,6 +189,22 @@ def scratch_space(model: str, out: Path) -> Path:
     header = f"# {model}: the shipped space without start points (bench/search_efficiency.py)\n"
     out.write_text(header + yaml.safe_dump(space_without_start(model), sort_keys=False))
     return out
+
+
+def trials_span(name: str, storage: str) -> float | None:
+    """Seconds from the study's first trial start to its last trial end: the wall time of a study read
+    again from the database (without Ray's start-up)."""
+    try:
+        study = load_study_readonly(name, storage)
+    except SweepError:
+        return None
+    try:
+        trials = study.get_trials(deepcopy=False)
+        starts = [t.datetime_start for t in trials if t.datetime_start]
+        ends = [t.datetime_complete for t in trials if t.datetime_complete]
+        return (max(ends) - min(starts)).total_seconds() if starts and ends else None
+    finally:
+        close_study(study)
 
 
 def study_rows(name: str, storage: str) -> list[TrialRow] | None:
@@ -316,7 +333,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], ref_error: float, 
         lines.append(
             f"| {o.method.label} | {o.seed} | `{o.study}` | {o.epochs_per_trial} | {o.complete} | "
             f"{o.early_stopped} | {o.failed} | {o.hypervolume:.4f} | {o.epochs_spent} | "
-            f"{_f(o.smallest_near_baseline, '.0f')} | {_f(o.wall_seconds, '.0f')} |"
+            f"{_f(o.smallest_near_baseline, '.0f')} | {_f(o.wall_seconds, '.0f')}{'*' if o.read_again else ''} |"
         )
     startup = tpe_startup_trials(args.trials)
     lines += [
@@ -325,8 +342,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], ref_error: float, 
         f"the same seed as the random study: with {args.trials} trials the two differ in the last "
         f"{max(0, args.trials - startup)} only.",
         "",
-        f"Studies in `{args.storage}`; grid space `{args.grid_space}`. Wall times include starting Ray "
-        '("-": read from an earlier run).',
+        f"Studies in `{args.storage}`; grid space `{args.grid_space}`. Wall times include starting Ray; "
+        "*: a study run earlier and read again, timed from its first trial's start to its last trial's end.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -391,10 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for method in args.methods:
             name = study_name(args, method, seed)
             wall = run_study(args, method, seed, name, args.storage, space if method.grid else scratch)
+            read_again = wall is None
+            if read_again:
+                wall = trials_span(name, args.storage)
             rows = study_rows(name, args.storage) or []
             all_study_rows.append(rows)
             epochs = args.asha_epochs if method.long else args.epochs
-            outcomes.append(Outcome(method, seed, name, epochs, wall_seconds=wall))
+            outcomes.append(Outcome(method, seed, name, epochs, wall_seconds=wall, read_again=read_again))
     ref_neurons = REFERENCE_SIZE_MARGIN * full_neurons(
         [r for rows in all_study_rows for r in rows], args.model
     )
