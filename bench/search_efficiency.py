@@ -29,10 +29,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import optuna
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +46,7 @@ from sweep.errors import SweepError  # noqa: E402
 from sweep.picks import TrialRow, all_rows, close_study, load_study_readonly, pick, select_rows  # noqa: E402
 from sweep.study import tpe_startup_trials  # noqa: E402
 
+T = TypeVar("T")
 REFERENCE_SIZE_MARGIN = 1.1  # as the dashboards: the full network (the baseline) still counts
 GRID_LAYER = "fc1"
 GRID_PENALTY = "group_lasso"
@@ -165,12 +168,13 @@ def space_without_start(model: str) -> dict:
 def grid_space(model: str, budget: str, trials: int, out: Path) -> Path:
     """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
     lambda values, log-spaced over the lambda range the budget searches, for group lasso on fc1 only."""
+    from sweep.space_file import load_space
+
+    lam = load_space(model).for_budget(budget).search["lam"]
     doc = space_without_start(model)
-    budgets = doc.get("budgets") or {}
-    lam = ((budgets.get(budget) or {}).get("search") or {}).get("lam") or doc["search"]["lam"]
-    for spec in budgets.values():
+    for spec in (doc.get("budgets") or {}).values():
         spec.pop("search", None)  # the grid's own search replaces every budget's
-    low, high = float(lam["low"]), float(lam["high"])
+    low, high = float(lam.low), float(lam.high)
     points = max(1, trials - 1)
     ratio = (high / low) ** (1.0 / max(points - 1, 1))
     values = [float(f"{low * ratio**i:.3g}") for i in range(points)]
@@ -191,31 +195,29 @@ def scratch_space(model: str, out: Path) -> Path:
     return out
 
 
-def trials_span(name: str, storage: str) -> float | None:
-    """Seconds from the study's first trial start to its last trial end: the wall time of a study read
-    again from the database (without Ray's start-up)."""
+def read_study(name: str, storage: str, read: Callable[[optuna.Study], T]) -> T | None:
+    """``read(study)`` on the study opened read-only; None when the database has no such study."""
     try:
         study = load_study_readonly(name, storage)
     except SweepError:
         return None
     try:
-        trials = study.get_trials(deepcopy=False)
-        starts = [t.datetime_start for t in trials if t.datetime_start]
-        ends = [t.datetime_complete for t in trials if t.datetime_complete]
-        return (max(ends) - min(starts)).total_seconds() if starts and ends else None
+        return read(study)
     finally:
         close_study(study)
+
+
+def trials_span(study: optuna.Study) -> float | None:
+    """Seconds from the study's first trial start to its last trial end: the wall time of a study read
+    again from the database (without Ray's start-up)."""
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else None
 
 
 def study_rows(name: str, storage: str) -> list[TrialRow] | None:
-    try:
-        study = load_study_readonly(name, storage)
-    except SweepError:
-        return None
-    try:
-        return all_rows(study)
-    finally:
-        close_study(study)
+    return read_study(name, storage, all_rows)
 
 
 def run_study(
@@ -410,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wall = run_study(args, method, seed, name, args.storage, space if method.grid else scratch)
             read_again = wall is None
             if read_again:
-                wall = trials_span(name, args.storage)
+                wall = read_study(name, args.storage, trials_span)
             rows = study_rows(name, args.storage) or []
             all_study_rows.append(rows)
             epochs = args.asha_epochs if method.long else args.epochs

@@ -207,11 +207,7 @@ class SearchSpace:
         if not budget.search:
             return self
         search = {**self.search, **budget.search}
-        start = tuple(
-            point
-            for point in self.start
-            if all(search[k].contains(v) for k, v in point.items() if k in search)
-        )
+        start = tuple(point for point in self.start if all(search[k].contains(v) for k, v in point.items()))
         return dataclasses.replace(self, search=search, start=start)
 
     def _penalty_of(self, params: dict[str, Any]) -> str:
