@@ -176,6 +176,7 @@ class Budget:
     subset: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Distribution] = field(default_factory=dict)
+    start: tuple[dict[str, Any], ...] | None = None  # its own start points, in place of the space's
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,15 @@ class SearchSpace:
 
     def for_budget(self, name: str | Budget) -> SearchSpace:
         """The space a sweep under budget ``name`` samples: the budget's distributions replace the
-        space's, and start points outside them are left out (they were chosen for other budgets)."""
+        space's, and so do its start points where it gives them; else the space's start points outside
+        its distributions are left out (they were chosen for other budgets)."""
         budget = self.budget(name)
-        if not budget.search:
+        if not budget.search and budget.start is None:
             return self
         search = {**self.search, **budget.search}
-        start = tuple(point for point in self.start if all(search[k].contains(v) for k, v in point.items()))
+        start = budget.start
+        if start is None:
+            start = tuple(p for p in self.start if all(search[k].contains(v) for k, v in p.items()))
         return dataclasses.replace(self, search=search, start=start)
 
     def _penalty_of(self, params: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from sweep.errors import SweepError
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
 SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "start", "budgets")
-BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search")
+BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search", "start")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
 # Searchable settings: kind of value and the closed range [min, max] a distribution must lie in
@@ -161,14 +161,21 @@ class _SpaceParser:
                 raise self.fail(where, str(err)) from None
         return space
 
-    def start(self, value: Any, search: dict[str, Distribution]) -> tuple[dict[str, Any], ...]:
+    def start(
+        self,
+        value: Any,
+        search: dict[str, Distribution],
+        at: str = "start",
+        given_at: Callable[[str], str | None] = lambda key: None,
+    ) -> tuple[dict[str, Any], ...]:
         """Points every new study tries first (Optuna's enqueue_trial): each names searched settings
-        (``layer_scales`` as a mapping, like in ``search``) at values inside their distributions."""
+        (``layer_scales`` as a mapping, like in ``search``) at values inside their distributions
+        (``given_at``: where a setting's distribution is given when not in ``search``, for messages)."""
         if not isinstance(value, list):
-            raise self.fail("start", "must be a list of points, each a mapping of searched settings")
+            raise self.fail(at, "must be a list of points, each a mapping of searched settings")
         points = []
         for i, item in enumerate(value):
-            where = f"start[{i}]"
+            where = f"{at}[{i}]"
             point: dict[str, Any] = {}
             for key, raw in self.mapping(item, where).items():
                 nested = self.mapping(raw, f"{where}.{key}") if key == "layer_scales" else {None: raw}
@@ -177,11 +184,16 @@ class _SpaceParser:
                     dist = search.get(flat)
                     if dist is None:
                         raise self.fail(f"{where}.{flat}", f"not searched; searched: {', '.join(search)}")
+                    if dist.kind in ("float", "int"):  # YAML 1.1 reads 1e-4 as a string
+                        v = self.number(v, f"{where}.{flat}", dist.kind == "int")
                     if key == "penalty" and v == "none":
                         raise self.fail(f"{where}.{flat}", "must be a penalty other than none")
                     if not dist.contains(v):
                         allowed = "one of the choices" if dist.kind == "categorical" else "inside its range"
-                        raise self.fail(f"{where}.{flat}", f"{v!r} must be {allowed} in search.{key}")
+                        raise self.fail(
+                            f"{where}.{flat}",
+                            f"{v!r} must be {allowed} in {given_at(flat) or 'search'}.{key}",
+                        )
                     point[flat] = v
             if "penalty" not in point:
                 raise self.fail(where, "must name its penalty")
@@ -377,9 +389,12 @@ class _SpaceParser:
                 if n is not None and n < 1:
                     raise self.fail(f"{where}.{key}", f"must be at least 1, got {n}")
             overrides = self.fixed(spec.get("overrides") or {}, f"{where}.overrides")
-            out[name] = Budget(
-                name, trials, epochs, subset, overrides, self.budget_search(spec, where, search)
-            )
+            own = self.budget_search(spec, where, search)
+            start = None
+            if "start" in spec:  # validated against the distributions this budget samples
+                given_at = {key: f"{where}.search" for key in own}
+                start = self.start(spec["start"] or [], {**search, **own}, f"{where}.start", given_at.get)
+            out[name] = Budget(name, trials, epochs, subset, overrides, own, start)
         return out
 
     def budget_search(

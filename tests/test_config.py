@@ -270,6 +270,17 @@ BAD_SPACES = [
         r"start\[0\]: must name its penalty",
     ),
     (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "budgets: {long: {trials: 2, epochs: 3, search: {lam: {low: 1e-3, high: 1e-2}},\n"
+        "  start: [{penalty: l1, lam: 1e-4}]}}\n",
+        r"budgets\.long\.start\[0\]\.lam: 0\.0001 must be inside its range in budgets\.long\.search\.lam",
+    ),
+    (
+        "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
+        "budgets: {long: {trials: 2, epochs: 3, start: [{lam: 1e-3}]}}\n",
+        r"budgets\.long\.start\[0\]: must name its penalty",
+    ),
+    (
         "model: cifar10_quick\nsearch: {penalty: {choices: [none, l1]}}\n",
         r"model: this space is for 'cifar10_quick', not 'lenet'",
     ),
@@ -318,6 +329,20 @@ def test_a_budget_replaces_distributions_and_drops_start_points_outside_them(tmp
         if "lam" in params:
             assert 0.01 <= params["lam"] <= 0.3
     assert smoke.fingerprint("smoke")["search"]["lam"]["low"] == 0.01
+
+
+def test_a_budget_with_its_own_start_points_tries_those_instead(tmp_path):
+    text = LENET_SPACE.replace(
+        "  smoke: {trials: 6, epochs: 1, subset: 6000}",
+        "  smoke:\n    trials: 6\n    epochs: 1\n    search:\n      lam: {low: 0.01, high: 0.3, log: true}\n"
+        "    start:\n      - {penalty: group_lasso, lam: 0.2}\n"
+        "  none_first: {trials: 3, epochs: 1, start: []}",
+    )
+    text += "start:\n  - {penalty: group_lasso, lam: 0.001}\n  - {penalty: group_lasso, lam: 0.05}\n"
+    space = load_space("lenet", write(tmp_path, text))
+    assert space.for_budget("smoke").start == ({"penalty": "group_lasso", "lam": 0.2},)
+    assert space.for_budget("none_first").start == ()
+    assert space.for_budget("paper").start == space.start  # a budget without them keeps the space's
 
 
 def test_yaml_1_1_exponents_without_a_dot_are_numbers(tmp_path):
