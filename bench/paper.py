@@ -5,10 +5,13 @@
 
 With ``--run`` it first runs the ``paper`` budget sweep of each model (``python -m sweep run MODEL
 --budget paper --study paper-MODEL --storage sqlite:///results/MODEL/study.db``) and records each
-sweep's wall time in ``results/MODEL/sweep.json``. Then, from the study databases alone, it prints the
-paper's rows with ours beside them, writes the table as markdown to ``results/table.md``, the dashboard of
-each study to ``results/MODEL/dashboard.html``, and exports the compact network of every row it reports
-to ``results/MODEL/ROW`` (``python -m sweep export``), so anyone can evaluate them again.
+sweep's wall time in ``results/MODEL/sweep.json``; ``--budget long`` runs a model's ``long`` budget instead
+(study ``paper-MODEL-long``, same database). Then, from the study databases alone, it prints the paper's
+rows with ours beside them (the ``paper`` study of each model, and its ``long`` study where there is one),
+writes the table as markdown to ``results/table.md``, the dashboard of each study to
+``results/MODEL/dashboard.html`` (``dashboard-long.html``), and exports the compact network of every row it
+reports to ``results/MODEL/ROW`` (``results/MODEL/long/ROW``) with ``python -m sweep export``, so anyone can
+evaluate them again.
 
 Our rows, per model, all among complete, fully trained trials with every layer alive:
   (a) the trial of the error/neurons Pareto front whose held-out error is nearest the paper's error,
@@ -83,6 +86,8 @@ PAPER_TABLE1: dict[str, PaperResult] = {
     )
 }
 DEFAULT_MODELS = ("lenet", "cifar10_quick")
+# Budgets whose studies the table shows: `paper` always, the others where a model's database holds one.
+TABLE_BUDGETS = ("paper", "long")
 # Where our `paper` budget leaves the paper's Caffe solver (the search spaces say why).
 RECIPE_CHANGES = {
     "lenet": 'Caffe\'s lenet_solver with a cosine schedule instead of its "inv" policy, plus random shifts '
@@ -124,6 +129,8 @@ class ModelResult:
     paper: PaperResult
     study: str
     storage: str
+    budget: str = "paper"
+    epochs: int | None = None  # per trial, as the study's fingerprint records it
     available: bool = False
     note: str = ""  # why there are no rows of ours
     trials: int = 0  # complete, fully trained
@@ -221,7 +228,7 @@ def measure(row: TrialRow, layer: str = CONSTRAINED_LAYER) -> Measured:
 def load_result(storage_dir: Path, model: str, budget: str = "paper") -> ModelResult:
     """Read one model's study (read-only) and choose its rows; a missing study gives a note instead."""
     paper = PAPER_TABLE1[model]
-    result = ModelResult(paper, study_name(model, budget), storage_url(storage_dir, model))
+    result = ModelResult(paper, study_name(model, budget), storage_url(storage_dir, model), budget)
     if not database_path(storage_dir, model).is_file():
         result.note = (
             IMAGENET_NOTE
@@ -236,6 +243,7 @@ def load_result(storage_dir: Path, model: str, budget: str = "paper") -> ModelRe
         return result
     try:
         rows = trial_rows(study)
+        result.epochs = (study.user_attrs.get("fingerprint") or {}).get("trial", {}).get("epochs")
     finally:
         close_study(study)
     result.available = True
@@ -246,7 +254,7 @@ def load_result(storage_dir: Path, model: str, budget: str = "paper") -> ModelRe
         Choice(f.floor.key, f.floor.label, f.row, "no complete trial of that shape") for f in result.floors
     ]
     record = read_record(storage_dir, model)
-    runs = record.get("runs") or []
+    runs = [r for r in record.get("runs") or [] if r.get("budget", "paper") == budget]
     if runs:
         result.wall_seconds = sum(float(r.get("wall_seconds", 0.0)) for r in runs)
         result.machine = str(runs[-1].get("machine", ""))
@@ -302,10 +310,19 @@ def paper_cells(paper: PaperResult, units_full: dict[str, int] | None) -> list[s
     ]
 
 
+def budget_tag(result: ModelResult) -> str:
+    """How a row names a study under a budget other than ``paper`` (empty for ``paper``)."""
+    if result.budget == "paper":
+        return ""
+    epochs = f", {result.epochs} epochs" if result.epochs else ""
+    return f" [{result.budget} budget{epochs}]"
+
+
 def our_cells(result: ModelResult, choice: Choice) -> list[str]:
     name = f"{result.paper.network} ({result.paper.dataset})"
+    label = choice.label + budget_tag(result)
     if choice.row is None:
-        return [name, choice.label, "-", *(["-"] * 7), duration(result.wall_seconds), choice.missing]
+        return [name, label, "-", *(["-"] * 7), duration(result.wall_seconds), choice.missing]
     m = measure(choice.row)
     base = result.baseline
     fc1 = "-" if m.fc1_before is None or m.fc1_after is None else f"{m.fc1_before} → {m.fc1_after}"
@@ -316,7 +333,7 @@ def our_cells(result: ModelResult, choice: Choice) -> list[str]:
         held += f" ({_num(base.top1_error)})"
     return [
         name,
-        choice.label,
+        label,
         str(m.trial),
         fc1,
         _pct(m.fc1_removed),
@@ -333,7 +350,8 @@ def our_cells(result: ModelResult, choice: Choice) -> list[str]:
 def table_rows(results: Sequence[ModelResult]) -> list[list[str]]:
     rows: list[list[str]] = []
     for result in results:
-        rows.append(paper_cells(result.paper, full_units(result)))
+        if result.budget == "paper":
+            rows.append(paper_cells(result.paper, full_units(result)))
         if not result.available:
             rows.append(
                 [f"{result.paper.network} ({result.paper.dataset})", "ours", *(["-"] * 9), result.note]
@@ -390,10 +408,10 @@ def notes(results: Sequence[ModelResult]) -> list[str]:
         )
         recipe = RECIPE_CHANGES.get(r.paper.model)
         out.append(
-            f"{r.paper.network}: study `{r.study}`, {r.trials} complete trials; {base_text}; {wall}"
-            + (f"; training: {recipe}." if recipe else ".")
+            f"{r.paper.network}{budget_tag(r)}: study `{r.study}`, {r.trials} complete trials; {base_text}; "
+            f"{wall}" + (f"; training: {recipe}." if recipe else ".")
         )
-        out += [f"{r.paper.network} {f.sentence()}." for f in r.floors]
+        out += [f"{r.paper.network}{budget_tag(r)} {f.sentence()}." for f in r.floors]
     return out
 
 
@@ -413,7 +431,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"of {', '.join(PAPER_TABLE1)}")
     p.add_argument("--storage-dir", default="results", help="one folder per model with study.db in it")
     p.add_argument("--trials", type=int, help="trials per sweep (default: the budget's)")
-    p.add_argument("--budget", default="paper", help="the search space's budget (paper; smoke to try)")
+    p.add_argument(
+        "--budget", default="paper", help="the budget --run sweeps (paper; long, where a space has it; smoke)"
+    )
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"), help="where the datasets lie")
     p.add_argument("--ray-dir", default="runs/paper", help="where Ray keeps the trials' checkpoints")
     p.add_argument("--cpus-per-trial", type=float, help="passed to sweep run")
@@ -450,7 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if code != 0:
                 failed_runs.append(model)
     shown = [*chosen, *(m for m in PAPER_TABLE1 if m not in chosen)]  # every paper row, ours first
-    results = [load_result(storage_dir, m, args.budget) for m in shown]
+    budgets = [*TABLE_BUDGETS, *([args.budget] if args.budget not in TABLE_BUDGETS else [])]
+    results = [
+        result
+        for m in shown
+        for b in budgets
+        if (result := load_result(storage_dir, m, b)).available or b == "paper"
+    ]
     for result in results:
         if not result.available:
             continue

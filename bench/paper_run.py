@@ -27,6 +27,11 @@ def study_name(model: str, budget: str = "paper") -> str:
     return f"paper-{model}" if budget == "paper" else f"paper-{model}-{budget}"
 
 
+def output_dir(storage_dir: Path, model: str, budget: str) -> Path:
+    """Where a study's exports go: results/MODEL for the paper budget, results/MODEL/BUDGET else."""
+    return storage_dir / model if budget == "paper" else storage_dir / model / budget
+
+
 def database_path(storage_dir: Path, model: str) -> Path:
     return storage_dir / model / "study.db"
 
@@ -110,9 +115,9 @@ def run_sweep(
     code = subprocess.run(command, cwd=ROOT, check=False).returncode
     wall = time.perf_counter() - started
     record = read_record(storage_dir, model)
-    record["study"] = name
     record.setdefault("runs", []).append(
         {
+            "study": name,
             "started": started_at,
             "wall_seconds": round(wall, 1),
             "budget": budget,
@@ -133,7 +138,7 @@ def export_choice(
     """Export one row's trial with ``sweep export`` to STORAGE_DIR/MODEL/KEY; (folder or "failed: ...",
     what happened to the card's baseline)."""
     assert choice.row is not None
-    target = storage_dir / result.paper.model / choice.key
+    target = output_dir(storage_dir, result.paper.model, result.budget) / choice.key
     command = sweep_command("export", result.study, "--storage", result.storage, "--out", str(target))
     command += ["--trial", str(choice.row.number), "--force", *(["--data-dir", data_dir] if data_dir else [])]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -181,6 +186,7 @@ def ensure_card_baseline(card_path: Path, baseline: TrialRow | None) -> str:
 def write_dashboard(result: ModelResult, storage_dir: Path) -> Path:
     from dashboards.page import build_html
 
-    path = storage_dir / result.paper.model / "dashboard.html"
+    suffix = "" if result.budget == "paper" else f"-{result.budget}"
+    path = storage_dir / result.paper.model / f"dashboard{suffix}.html"
     path.write_text(build_html(result.study, result.storage), encoding="utf-8")
     return path

@@ -227,6 +227,28 @@ def test_command_reads_the_database_and_writes_table_and_dashboard(
     assert table.strip() in capsys.readouterr().out
 
 
+def test_a_long_budget_study_gets_rows_of_its_own(
+    storage_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = paper.storage_url(storage_dir, "lenet")
+    longer = {0: ("none", 0.60, 0.55, 500, False), 1: ("group_lasso", 0.70, 0.68, 10, False)}
+    make_lenet_study(url, paper.study_name("lenet", "long"), longer)
+    (storage_dir / "lenet" / "sweep.json").write_text(
+        json.dumps({"runs": [{"wall_seconds": 60.0}, {"wall_seconds": 7200.0, "budget": "long"}]})
+    )
+    assert paper.main(["--storage-dir", str(storage_dir), "--models", "lenet", "--no-export"]) == 0
+    table = (storage_dir / "table.md").read_text()
+    assert table.count("| LeNet (MNIST) | paper, Table 1 |") == 1
+    fc1_11 = [line for line in table.splitlines() if "ours: best with fc1 <= 11" in line]
+    assert len(fc1_11) == 2 and "[long budget" in fc1_11[1] and "0.68 (0.55)" in fc1_11[1]
+    assert "| 0:01:00 |" in fc1_11[0] and "| 2:00:00 |" in fc1_11[1]  # each study's own runs
+    assert (
+        "LeNet [long budget] floor (fc1 <= 11, test error <= 0.72%): trial 1, test error 0.68%: met" in table
+    )
+    assert "paper-lenet-long" in (storage_dir / "lenet" / "dashboard-long.html").read_text()
+    assert (storage_dir / "lenet" / "dashboard.html").is_file()
+
+
 def test_bad_model_list_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert paper.main(["--storage-dir", str(tmp_path), "--models", "resnet50"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
