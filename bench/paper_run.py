@@ -149,9 +149,13 @@ def export_choice(
 
 
 def export_rows(result: ModelResult, storage_dir: Path, data_dir: str | None) -> None:
-    """Export each row's trial once; rows that chose the same trial share its folder."""
+    """Export the study's unconstrained baseline to ``baseline`` (what the rows are measured against),
+    then each row's trial once; rows that chose the same trial share its folder."""
+    from bench.paper import Choice
+
     done: dict[int, str] = {}
-    for choice in result.choices:
+    baseline = [Choice("baseline", "baseline", result.baseline)] if result.baseline else []
+    for choice in [*baseline, *result.choices]:
         if choice.row is None:
             continue
         number = choice.row.number
