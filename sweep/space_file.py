@@ -9,7 +9,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ class _SpaceParser:
         value: Any,
         search: dict[str, Distribution],
         at: str = "start",
-        given_at: Callable[[str], str | None] = lambda key: None,
+        given_at: dict[str, str] | None = None,
     ) -> tuple[dict[str, Any], ...]:
         """Points every new study tries first (Optuna's enqueue_trial): each names searched settings
         (``layer_scales`` as a mapping, like in ``search``) at values inside their distributions
@@ -192,7 +192,7 @@ class _SpaceParser:
                         allowed = "one of the choices" if dist.kind == "categorical" else "inside its range"
                         raise self.fail(
                             f"{where}.{flat}",
-                            f"{v!r} must be {allowed} in {given_at(flat) or 'search'}.{key}",
+                            f"{v!r} must be {allowed} in {(given_at or {}).get(flat, 'search')}.{key}",
                         )
                     point[flat] = v
             if "penalty" not in point:
@@ -393,7 +393,7 @@ class _SpaceParser:
             start = None
             if "start" in spec:  # validated against the distributions this budget samples
                 given_at = {key: f"{where}.search" for key in own}
-                start = self.start(spec["start"] or [], {**search, **own}, f"{where}.start", given_at.get)
+                start = self.start(spec["start"] or [], {**search, **own}, f"{where}.start", given_at)
             out[name] = Budget(name, trials, epochs, subset, overrides, own, start)
         return out
 
