@@ -168,17 +168,84 @@ def test_bad_input_is_one_line_and_exit_2(
     assert list(tmp_path.iterdir()) == []  # nothing half-written, no temporary folder left
 
 
-def test_unknown_study_and_existing_output_are_refused(
-    tiny_study: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
+
+
+def test_unknown_study_is_refused(tiny_study: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "nope", "--storage", tiny_study["storage"]]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("folder with a user file", "is not an earlier export (it holds 'keep.txt')"),
+        ("export plus a user file", "is not an earlier export (it holds 'notes.txt')"),
+        ("file", "is a file or a link, not a folder"),
+        ("link to a folder", "is a file or a link, not a folder"),
+        ("working directory", "is the working directory or above it"),
+        ("parent of the working directory", "is the working directory or above it"),
+    ],
+)
+def test_export_never_deletes_what_it_did_not_write(
+    tiny_study: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make: str,
+    message: str,
+    force: list[str],
+) -> None:
+    """--out naming a user's folder, a file, a link or "." is refused, --force or not, and nothing changes."""
+    root = tmp_path / "user"
+    work = root / "work"
+    work.mkdir(parents=True)
+    (work / "data.bin").write_bytes(b"days of training")
+    monkeypatch.chdir(work)
+    out = {
+        "folder with a user file": root / "exported",
+        "export plus a user file": root / "exported",
+        "file": root / "model.txt",
+        "link to a folder": root / "link",
+        "working directory": Path("."),
+        "parent of the working directory": Path(".."),
+    }[make]
+    if make == "file":
+        out.write_text("mine")
+    elif make == "link to a folder":
+        (root / "other").mkdir()
+        (root / "other" / "keep.txt").write_text("mine")
+        out.symlink_to(root / "other", target_is_directory=True)
+    elif make != "working directory" and make != "parent of the working directory":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+        if make == "export plus a user file":
+            (out / "keep.txt").unlink()
+            (out / "card.json").write_text('{"source": {}, "files": []}')
+            (out / "notes.txt").write_text("mine")
+    before = _tree(root)
+    args = ["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out), *force]
+    assert main([*args, "--format", "safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert _tree(root) == before  # nothing deleted, nothing replaced, no stray folder
+
+
+def test_an_earlier_export_is_replaced_only_with_force_and_an_empty_folder_is_used(
+    tiny_study: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "exported"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    assert main(["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out)]) == 2
+    out.mkdir()  # empty: nothing to lose, so no --force needed
+    args = ["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out)]
+    assert main([*args, "--format", "safetensors"]) == 0
+    first = _tree(out)
+    assert main([*args, "--format", "safetensors"]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert _tree(out) == first
+    assert main([*args, "--format", "safetensors", "--force"]) == 0
+    assert sorted(_tree(out)) == sorted(first) and list(tmp_path.iterdir()) == [out]
 
 
 def test_early_stopped_trial_exports_when_allowed(

@@ -1,0 +1,25 @@
+"""Export: a chosen trial as a physically smaller network, its files, and the card that describes it."""
+
+from sweep.export.command import choose_trial, export_command
+from sweep.export.folder import EXPORT_FILES, check_target
+from sweep.export.formats import (
+    ARCH_FORMAT,
+    load_compact,
+    load_torchscript,
+    save_onnx,
+    save_torchscript,
+    write_compact,
+)
+
+__all__ = [
+    "ARCH_FORMAT",
+    "EXPORT_FILES",
+    "check_target",
+    "choose_trial",
+    "export_command",
+    "load_compact",
+    "load_torchscript",
+    "save_onnx",
+    "save_torchscript",
+    "write_compact",
+]

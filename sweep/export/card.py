@@ -1,0 +1,205 @@
+"""The export's card: what a user checks about it (source, input, sizes, errors, latency), as
+``card.json``, the summary printed, and the folder's README."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import sweep
+from sweep.compact import (
+    factorised_ranks,
+    latency_ms,
+    layer_widths,
+    machine_threads,
+    network_cost,
+    torch_threads,
+)
+from sweep.models.base import ChainNet
+
+
+def build_card(
+    study: str,
+    storage: str,
+    row: Any,
+    rows: list[Any],
+    ckpt: Any,
+    small: ChainNet,
+    dataset: str,
+    info: Any,
+    errors: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a user checks about the export: source, input, sizes, errors, latency."""
+    from sweep.picks import redact
+
+    cfg, dense = ckpt.config, ckpt.model
+    before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
+    threads = machine_threads()
+    with torch_threads(threads):
+        lat = {b: latency_ms({"dense": dense, "compact": small}, dense.input_size, b) for b in (1, 64)}
+    baselines = [r for r in rows if r.is_baseline and r.state == "COMPLETE" and not r.early_stopped]
+    baseline = min(baselines, key=lambda r: r.value("top1_error")) if baselines else None
+    return {
+        "source": {
+            "study": study,
+            "storage": redact(storage),
+            "trial": row.number,
+            "trial_state": row.state,
+            "early_stopped": row.early_stopped,
+            "checkpoint": str(ckpt.path.resolve()),
+            "checkpoint_epoch": ckpt.epoch,
+        },
+        "model": dense.name,
+        "dataset": dataset,
+        "input": {
+            "channels": info.in_channels,
+            "height": dense.input_size[1],
+            "width": dense.input_size[2],
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "classes": list(info.classes),
+            "preprocess": _preprocess_text(dataset),
+        },
+        "training": {
+            "penalty": cfg.penalty,
+            "lam": cfg.lam,
+            "alpha": cfg.alpha if cfg.penalty == "sparse_group_lasso" else None,
+            "layers": cfg.layers,
+            "epochs": cfg.epochs,
+            "debias_epochs": cfg.debias_epochs,
+        },
+        "widths": {"before": dense.widths(), "after": layer_widths(small)},
+        "factorised": factorised_ranks(small),
+        **{key: _ratio(before[key], after[key]) for key in ("params", "flops", "memory_mb")},
+        "top1_error": errors,
+        "baseline": None
+        if baseline is None
+        else {
+            "trial": baseline.number,
+            "top1_error": baseline.top1_error,
+            "test_top1_error": baseline.test_top1_error,
+        },
+        "latency_ms": {
+            "device": "cpu",
+            "threads": threads,
+            **{
+                f"batch{b}": {
+                    "dense": t["dense"],
+                    "compact": t["compact"],
+                    "speedup": t["dense"] / t["compact"],
+                }
+                for b, t in lat.items()
+            },
+        },
+        "versions": {"sweep": sweep.__version__, "torch": str(torch.__version__)},
+    }
+
+
+def _preprocess_text(dataset: str) -> str:
+    scale = "pixels scaled to [0, 1], then (x - mean) / std per channel; NCHW float32"
+    if dataset == "imagenet":
+        return f"RGB, resize shorter side to 256, centre crop 224, {scale}"
+    return scale
+
+
+def _ratio(before: float, after: float) -> dict[str, float]:
+    return {"before": before, "after": after, "ratio": before / after if after else None}  # type: ignore[dict-item]
+
+
+def _fmt(n: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.3g}{suffix}"
+    return f"{n:.4g}"
+
+
+def _widths_text(card: dict[str, Any]) -> str:
+    before, after, ranks = card["widths"]["before"], card["widths"]["after"], card["factorised"]
+    parts = []
+    for name, width in before.items():
+        rank = f" (rank {ranks[name]})" if name in ranks else ""
+        parts.append(f"{name} {width} -> {after[name]}{rank}")
+    return ", ".join(parts)
+
+
+def _summary_lines(card: dict[str, Any]) -> list[str]:
+    p, f, m, err = card["params"], card["flops"], card["memory_mb"], card["top1_error"]
+    rec = "not recorded" if err["test_recorded"] is None else f"{err['test_recorded']:.2f}%"
+    lines = [
+        f"widths: {_widths_text(card)}",
+        f"parameters {p['before']:,} -> {p['after']:,} ({p['ratio']:.2f}x fewer); FLOPs per image "
+        f"{_fmt(f['before'])} -> {_fmt(f['after'])} ({f['ratio']:.2f}x fewer); weights {m['before']:.3f} -> "
+        f"{m['after']:.3f} MiB",
+        f"test top-1 error {err['test']:.2f}% on {err['test_images']} images (trial recorded {rec})",
+    ]
+    if err["finetune"]:
+        t = err["finetune"]
+        lines.append(
+            f"fine-tuned {t['epochs']} epoch(s): test error {t['test_top1_error_before']:.2f}% -> "
+            f"{t['test_top1_error_after']:.2f}%"
+        )
+    if card["baseline"]:
+        b = card["baseline"]
+        test = "" if b["test_top1_error"] is None else f", test {b['test_top1_error']:.2f}%"
+        lines.append(f"unconstrained baseline: trial {b['trial']}, held-out {b['top1_error']:.2f}%{test}")
+    lat = card["latency_ms"]
+    for key in ("batch1", "batch64"):
+        t = lat[key]
+        lines.append(
+            f"CPU latency {key.replace('batch', 'batch ')} ({lat['threads']} threads): {t['dense']:.3f} -> "
+            f"{t['compact']:.3f} ms (speed-up {t['speedup']:.2f}x)"
+        )
+    eq = card["equivalence"]
+    lines.append(
+        f"same function as the dense network on {eq['images']} test images (max logit difference "
+        f"{eq['max_relative_logit_difference']:.2g} of their scale)"
+    )
+    return lines
+
+
+def print_summary(card: dict[str, Any], target: Path, notes: list[str]) -> None:
+    src, tr = card["source"], card["training"]
+    print(
+        f"exported trial {src['trial']} of study {src['study']!r} ({card['model']}, penalty {tr['penalty']}, "
+        f"lambda {tr['lam']:g}) to {target}"
+    )
+    for line in _summary_lines(card):
+        print(f"  {line}")
+    print(f"  files: {', '.join(card['files'])}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def readme_text(card: dict[str, Any]) -> str:
+    src, inp, tr = card["source"], card["input"], card["training"]
+    classes = ", ".join(inp["classes"])
+    bullet = "\n".join(f"- {line}" for line in _summary_lines(card))
+    return f"""# {card["model"]}: compact network from trial {src["trial"]} of study `{src["study"]}`
+
+Trained on {card["dataset"]} with penalty `{tr["penalty"]}` (lambda {tr["lam"]:g}); the neurons the
+penalty removed are physically gone. Checked on real test images to compute the same logits as the
+trained network.
+
+{bullet}
+
+## Input
+
+{inp["channels"]} x {inp["height"]} x {inp["width"]} images, {inp["preprocess"]}:
+mean {inp["mean"]}, std {inp["std"]}. Output: {len(inp["classes"])} logits, classes {classes}.
+
+## Loading
+
+```python
+import sweep
+model = sweep.load_compact("this folder")       # architecture.json + model.safetensors, no pickle
+
+import torch
+model = torch.jit.load("this folder/model.ts")  # TorchScript, needs only torch
+```
+
+`model.onnx`, when present, takes `images` (batch x {inp["channels"]} x {inp["height"]} x {inp["width"]})
+and returns `logits`. All numbers are in `card.json`.
+"""

@@ -1,0 +1,232 @@
+"""``sweep export``: turn a chosen trial into a physically smaller network and prove it is the same one.
+
+The trial's checkpoint holds the dense network with its dead neurons at zero. Export removes them
+(``sweep.compact``), checks on real test images that the compact network gives the dense one's logits,
+measures its test error again, and writes the folder (``sweep.export.folder``) with a card.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import sqlalchemy
+import torch
+from torch import nn
+
+from sweep import models
+from sweep.checkpoint import load_checkpoint
+from sweep.compact import check_equivalence, compact, low_rank_layers
+from sweep.errors import SweepError
+from sweep.export.card import build_card, print_summary
+from sweep.export.folder import check_target, write_export_folder
+from sweep.export.formats import EQUIVALENCE_RTOL, FORMATS
+from sweep.models.base import ChainNet
+from sweep.sparsity.groups import alive_masks
+
+EQUIVALENCE_IMAGES = 256
+EVAL_BATCH = 500  # what training evaluates with, so the re-measured error matches to the image
+FINETUNE_LR_SCALE = 0.1  # of the trial's base learning rate
+
+
+def export_command(
+    study: str,
+    storage: str | None,
+    trial: int | None,
+    max_error: float | None,
+    knee: bool,
+    out: str | None,
+    format: str,
+    finetune: int,
+    force: bool,
+    allow_early_stopped: bool,
+    data_dir: str | None,
+) -> int:
+    """``sweep export STUDY``: write the chosen trial as a compact network; see the module docstring."""
+    from sweep import data
+    from sweep.picks import all_rows, close_study, default_storage, load_study_readonly
+
+    formats = _parse_formats(format)
+    if finetune < 0:
+        raise SweepError(f"--finetune must be 0 or more epochs, got {finetune}")
+    storage = storage or default_storage()
+    opened = load_study_readonly(study, storage)
+    try:
+        rows = all_rows(opened)
+    finally:
+        close_study(opened)
+    row = choose_trial(rows, study, trial, max_error, allow_early_stopped)
+    target = Path(out) if out else Path("export") / f"{study.replace(os.sep, '_')}-trial{row.number}"
+    check_target(target, force)
+    if not row.checkpoint:
+        raise SweepError(f"trial {row.number} recorded no checkpoint: there is nothing to export")
+    ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage))
+    cfg, dense = ckpt.config, ckpt.model.eval()
+    masks = alive_masks(dense)
+    empty = [name for name, mask in masks.items() if not mask.any()]
+    if empty:
+        raise SweepError(f"trial {row.number}: layer {empty[0]} has no alive neurons: the network is empty")
+    small = compact(dense, masks, low_rank=low_rank_layers(cfg, dense))
+
+    dataset = cfg.dataset or row.dataset or models.default_dataset(cfg.model)
+    splits = data.load(
+        dataset, data_dir=data_dir or cfg.data_dir, subset=cfg.subset, holdout=cfg.holdout, seed=cfg.seed
+    )
+    probe = torch.cat([x for x, _ in _first_images(splits.test, EQUIVALENCE_IMAGES)])
+    rel_diff = check_equivalence(dense, small, probe, rtol=EQUIVALENCE_RTOL)
+    errors = _errors(small, row, splits, cfg, finetune)
+
+    card = build_card(study, storage, row, rows, ckpt, small, dataset, splits.info, errors)
+    card["equivalence"] = {
+        "images": int(probe.shape[0]),
+        "max_relative_logit_difference": rel_diff,
+        "rtol": EQUIVALENCE_RTOL,
+    }
+    notes = write_export_folder(target, force, small, card, formats, probe)
+    print_summary(card, target, notes)
+    return 0
+
+
+def _parse_formats(text: str) -> list[str]:
+    chosen = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise SweepError(f"--format must be a comma-separated list of {', '.join(FORMATS)}, got {text!r}")
+    return chosen
+
+
+def _errors(small: ChainNet, row: Any, splits: Any, cfg: Any, finetune: int) -> dict[str, Any]:
+    """Test error of the compact network, checked against the trial's record, and the fine-tune's."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    error = measure_error(small, splits.test, device)
+    recorded = row.test_top1_error
+    one_image = 100.0 / max(len(splits.test), 1)
+    if recorded is not None and abs(error - recorded) > one_image + 1e-9:
+        raise SweepError(
+            f"trial {row.number}: the test error measured again is {error:.2f}% but the trial recorded "
+            f"{recorded:.2f}% on {len(splits.test)} test images; the checkpoint or the data is not what the "
+            "trial used"
+        )
+    tuned: dict[str, Any] | None = None
+    if finetune:
+        holdout_before = measure_error(small, splits.holdout, device)
+        finetune_model(small, splits, cfg, finetune, device)
+        tuned = {
+            "epochs": finetune,
+            "lr": FINETUNE_LR_SCALE * cfg.lr,
+            "test_top1_error_before": error,
+            "test_top1_error_after": measure_error(small, splits.test, device),
+            "holdout_top1_error_before": holdout_before,
+            "holdout_top1_error_after": measure_error(small, splits.holdout, device),
+        }
+    return {
+        "test": error,
+        "test_recorded": recorded,
+        "test_images": len(splits.test),
+        "holdout_recorded": row.top1_error,
+        "finetune": tuned,
+    }
+
+
+def _first_images(split: Any, n: int):
+    taken = 0
+    for x, y in split.batches(min(n, EVAL_BATCH)):
+        yield x[: n - taken], y[: n - taken]
+        taken += min(len(y), n - taken)
+        if taken >= n:
+            return
+
+
+def measure_error(model: nn.Module, split: Any, device: torch.device) -> float:
+    from sweep.metrics import top1_error
+
+    model.to(device)
+    try:
+        return top1_error(model, split.batches(EVAL_BATCH), device)[0]
+    finally:
+        model.to("cpu")
+
+
+def finetune_model(model: nn.Module, splits: Any, cfg: Any, epochs: int, device: torch.device) -> None:
+    """A short plain-SGD fine-tune of the compact network (no penalty: the dead units are gone)."""
+    model.to(device).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=FINETUNE_LR_SCALE * cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
+    for epoch in range(epochs):
+        for x, y in splits.train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + 500 + epoch):
+            loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    model.to("cpu").eval()
+
+
+def _numbers_text(numbers: list[int]) -> str:
+    spans: list[str] = []
+    for n in sorted(numbers):
+        if spans and n == int(spans[-1].split("-")[-1]) + 1:
+            spans[-1] = f"{spans[-1].split('-')[0]}-{n}"
+        else:
+            spans.append(str(n))
+    return ", ".join(spans)
+
+
+def choose_trial(
+    rows: list[Any], study: str, trial: int | None, max_error: float | None, allow_early_stopped: bool
+) -> Any:
+    """The trial to export: by number, the smallest under ``max_error``, or the knee (default)."""
+    from sweep.picks import pick, select_rows
+
+    if not rows:
+        raise SweepError(f"study {study!r} has no trials")
+    if trial is None:
+        candidates = select_rows(rows, include_early_stopped=allow_early_stopped)
+        if not candidates:
+            raise SweepError(f"study {study!r} has no complete trials to export")
+        return pick(candidates, max_error=max_error, knee=max_error is None)
+    row = next((r for r in rows if r.number == trial), None)
+    if row is None:
+        raise SweepError(
+            f"study {study!r} has no trial {trial}; its trials are {_numbers_text([r.number for r in rows])}"
+        )
+    if row.state == "FAIL":
+        reason = f" ({row.fail_reason})" if row.fail_reason else ""
+        raise SweepError(f"trial {trial} failed{reason}: it has no trained network to export")
+    if row.early_stopped and not allow_early_stopped:
+        raise SweepError(
+            f"trial {trial} was stopped early, so it is not fully trained; pass --allow-early-stopped "
+            "to export it anyway"
+        )
+    if row.state not in ("COMPLETE", "PRUNED"):
+        raise SweepError(f"trial {trial} is {row.state}, not finished: nothing to export yet")
+    return row
+
+
+def checkpoint_path(uri: str, storage: str) -> Path:
+    """A local path for the trial's recorded checkpoint (a path or a ``file://`` URI). A relative path
+    is taken from the working directory, then from the SQLite database's folder."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise SweepError(
+            f"checkpoint {uri} is not on this machine; copy it here and export from a local path"
+        )
+    path = Path(uri).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+        if url.get_backend_name() == "sqlite" and url.database:
+            beside = Path(url.database).expanduser().resolve().parent / path
+            if beside.exists():
+                return beside
+    except Exception:
+        pass
+    return path

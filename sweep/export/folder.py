@@ -1,0 +1,135 @@
+"""The export folder: written whole beside its target, verified, renamed into place; and the rule for
+what may be replaced (only an earlier export, never a folder holding anything ``sweep`` did not write)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sweep.compact import logits_difference
+from sweep.errors import SweepError
+from sweep.export.card import readme_text
+from sweep.export.formats import (
+    EQUIVALENCE_RTOL,
+    load_compact,
+    load_torchscript,
+    save_onnx,
+    save_torchscript,
+    write_compact,
+)
+from sweep.models.base import ChainNet
+
+# Every file an export folder may hold: --force replaces a folder only if it holds nothing else.
+EXPORT_FILES = frozenset(
+    {"model.safetensors", "architecture.json", "model.ts", "model.onnx", "card.json", "README.md"}
+)
+
+
+def check_target(target: Path, force: bool) -> None:
+    """Refuse an output path whose contents ``sweep`` did not write: only an earlier export is replaced.
+
+    A missing path or an empty folder is fine. A file, a link, the working directory or one of its
+    ancestors, or a folder holding anything besides an export's own files is never deleted, --force or not.
+    """
+    shown = str(target)
+    here = Path.cwd().resolve()
+    if target.resolve() == here or target.resolve() in here.parents:
+        raise SweepError(f"--out {shown} is the working directory or above it: give a new or empty folder")
+    if not os.path.lexists(target) or _is_empty_folder(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise SweepError(f"--out {shown} is a file or a link, not a folder: give a new or empty folder")
+    entries = sorted(target.iterdir())
+    foreign = [p.name for p in entries if p.name not in EXPORT_FILES or not p.is_file() or p.is_symlink()]
+    if foreign or not _is_export_card(target / "card.json"):
+        what = f"holds {foreign[0]!r}" if foreign else "has no export card.json"
+        raise SweepError(
+            f"--out {shown} exists and is not an earlier export (it {what}); sweep replaces only "
+            f"its own exports, even with --force: give a new or empty folder"
+        )
+    if not force:
+        raise SweepError(f"output folder {shown} already exists; pass --force to replace it")
+
+
+def _is_export_card(path: Path) -> bool:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(card, dict) and "source" in card and "files" in card
+
+
+def _is_empty_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder on the way to ``folder`` that does not exist yet (what a failure removes)."""
+    missing = None
+    while not folder.exists() and folder != folder.parent:
+        missing, folder = folder, folder.parent
+    return missing
+
+
+def write_export_folder(
+    target: Path, force: bool, model: ChainNet, card: dict[str, Any], formats: list[str], probe: torch.Tensor
+) -> list[str]:
+    """Write every file into a temporary folder beside ``target``, verify them, then rename it into place."""
+    target = Path(os.path.abspath(target))
+    created = _first_missing(target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    notes: list[str] = []
+    try:
+        example = probe[:2]
+        info = card["input"]
+        extra = {"input": {k: info[k] for k in ("mean", "std", "classes", "preprocess")}}
+        write_compact(tmp, model, extra)
+        _verify(load_compact(tmp), model, probe, "model.safetensors")
+        if "torchscript" in formats:
+            save_torchscript(model, tmp / "model.ts", example)
+            _verify(load_torchscript(tmp / "model.ts"), model, probe, "model.ts")
+        if "onnx" in formats:
+            skipped = save_onnx(model, tmp / "model.onnx", example)
+            if skipped:
+                notes.append(skipped)
+        card["files"] = sorted([*(p.name for p in tmp.iterdir()), "card.json", "README.md"])
+        card["notes"] = notes
+        (tmp / "card.json").write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+        (tmp / "README.md").write_text(readme_text(card))
+        for path in tmp.iterdir():  # mkdtemp and some writers make owner-only files
+            path.chmod(0o666 & ~umask)
+        tmp.chmod(0o777 & ~umask)
+        if _is_empty_folder(target):
+            target.rmdir()
+        if os.path.lexists(target):
+            check_target(target, force)  # again: the folder may have changed during the export
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return notes
+
+
+def _verify(loaded: nn.Module, model: nn.Module, probe: torch.Tensor, what: str) -> None:
+    diff, rel = logits_difference(model, loaded, probe)
+    if not rel <= EQUIVALENCE_RTOL:
+        raise SweepError(
+            f"{what} read back gives other logits than the model written (difference {diff:.3g})"
+        )

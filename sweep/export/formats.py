@@ -1,0 +1,136 @@
+"""The files of an export: ``model.safetensors`` + ``architecture.json`` (rebuilt by ``load_compact``
+without unpickling anything), TorchScript and ONNX."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sweep import models
+from sweep.compact import LowRankPair, factorised_ranks, layer_widths, network_cost
+from sweep.errors import SweepError
+from sweep.models.base import ChainNet
+
+ARCH_FORMAT = "sweep-compact/1"
+FORMATS = ("torchscript", "safetensors", "onnx")
+EQUIVALENCE_RTOL = 1e-5
+ONNX_CHECK_MAX_FLOPS = 1e9  # onnx's reference evaluator is numpy: fine for small networks only
+
+
+def write_compact(folder: str | Path, model: ChainNet, extra: dict[str, Any] | None = None) -> None:
+    """``model.safetensors`` (the state dict) and ``architecture.json`` (what rebuilds the modules)."""
+    folder = Path(folder)
+    c, h, w = model.input_size
+    arch = {
+        "format": ARCH_FORMAT,
+        "model": model.name,
+        "num_classes": model.num_classes,
+        "input_size": [c, h, w],
+        "widths": layer_widths(model),
+        "factorised": factorised_ranks(model),
+        **(extra or {}),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt", "arch": ARCH_FORMAT})
+    (folder / "architecture.json").write_text(json.dumps(arch, indent=2) + "\n")
+
+
+def load_compact(folder: str | Path) -> ChainNet:
+    """Rebuild an exported network from ``architecture.json`` + ``model.safetensors``; no pickle."""
+    folder = Path(folder)
+    arch_path, weights_path = folder / "architecture.json", folder / "model.safetensors"
+    for path in (arch_path, weights_path):
+        if not path.is_file():
+            raise SweepError(
+                f"{path} does not exist; an exported folder holds architecture.json and model.safetensors"
+            )
+    try:
+        arch = json.loads(arch_path.read_text())
+        if arch.get("format") != ARCH_FORMAT:
+            raise SweepError(f"{arch_path}: format is {arch.get('format')!r}, expected {ARCH_FORMAT!r}")
+        c, h, w = arch["input_size"]
+        model = models.create(
+            arch["model"],
+            num_classes=int(arch["num_classes"]),
+            in_channels=int(c),
+            input_size=(int(h), int(w)),
+            widths={k: int(v) for k, v in arch["widths"].items()},
+        )
+        for name, rank in arch.get("factorised", {}).items():
+            setattr(model.body, name, LowRankPair.shell(model.layer(name), int(rank)))  # type: ignore[arg-type]
+    except SweepError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise SweepError(
+            f"{arch_path} is not a sweep architecture file ({type(err).__name__}: {err})"
+        ) from None
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise SweepError(f"{weights_path} does not hold this architecture's weights ({first})") from None
+    return model.eval()
+
+
+def save_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> None:
+    with warnings.catch_warnings():
+        # torch.jit is deprecated, but TorchScript is still what runs without sweep or Python code
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model.eval(), example)
+        traced.save(str(path))
+
+
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+def save_onnx(model: nn.Module, path: Path, example: torch.Tensor) -> str | None:
+    """Write ONNX with a dynamic batch axis, check it, and where the model is small enough for onnx's
+    pure-Python reference evaluator, compare its logits; returns why it was skipped, or None."""
+    try:
+        import onnx
+    except ImportError:
+        return "onnx is not installed (pip install onnx): model.onnx skipped"
+    # dynamo=False: the TorchScript-based exporter needs no onnxscript and works offline.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.eval(),
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            )
+        onnx.checker.check_model(onnx.load(str(path)))
+    except Exception as err:  # any exporter failure only costs the optional file
+        path.unlink(missing_ok=True)
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        return f"ONNX export failed ({first}): model.onnx skipped"
+    if network_cost(model, example.shape[1:])["flops"] <= ONNX_CHECK_MAX_FLOPS:
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            got = torch.from_numpy(ReferenceEvaluator(str(path)).run(None, {"images": example.numpy()})[0])
+        except Exception as err:  # an operator the reference evaluator lacks: the file may still be fine
+            return (
+                f"model.onnx written but its logits not checked (reference evaluator: {type(err).__name__})"
+            )
+        with torch.no_grad():
+            want = model(example)
+        diff = float((got - want).abs().max())
+        if diff > EQUIVALENCE_RTOL * max(float(want.abs().max()), 1e-12):
+            raise SweepError(f"model.onnx gives other logits than the model written (difference {diff:.3g})")
+    return None
