@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,27 +129,27 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _error_reason(trial: Any) -> str:
-    """``Kind: first line`` of the exception a trial raised, from Ray's pickled copy of it (written in the
-    driver's staging folder before the error callbacks run), else the last line of its error file."""
-    from ray import cloudpickle
+# The line of a traceback that names the exception: ``pkg.mod.KindError: message``.
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
 
-    err = None
-    for path in (trial.pickled_error_file, trial.error_file):
-        if not path or not os.path.isfile(path):
-            continue
-        try:
-            if path == trial.pickled_error_file:
-                with open(path, "rb") as f:
-                    err = cloudpickle.load(f)
-                cause = getattr(err, "cause", None) or err
-                lines = str(cause).strip().splitlines()
-                return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()[:500]
-            lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
-            return lines[-1][:500] if lines else "the trial raised an error"
-        except Exception:  # an error that cannot be unpickled here: try the text file
-            continue
-    return "the trial raised an error"
+
+def _error_reason(trial: Any) -> str:
+    """``Kind: message`` of the exception a trial raised, read from Ray's text error file (``error.txt``).
+
+    Its pickled twin (``error.pkl``) is never loaded: the trial folder may be on a shared disk, and
+    unpickling a file there would run whatever code its writer put in it."""
+    path = trial.error_file
+    try:
+        text = Path(path).read_text(errors="replace") if path and os.path.isfile(path) else ""
+    except OSError:
+        text = ""
+    last_failure = re.split(r"^Failure # \d+.*$", text, flags=re.MULTILINE)[-1]
+    lines = [ln.strip() for ln in last_failure.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        found = _EXCEPTION_LINE.match(line)
+        if found:
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2)}".strip()[:500]
+    return lines[-1][:500] if lines else "the trial raised an error"
 
 
 def progress_class():

@@ -355,3 +355,31 @@ def test_a_latency_objective_makes_every_trial_time_its_compact_network(tmp_path
     assert timed.space.trial_config({"penalty": "group_lasso"}, timed.budget, timed.overrides).measure_latency
     plain_plan = plan_sweep("lenet", None, None, 2, "smoke", {}, **options)
     assert plain_plan.base.measure_latency is False
+
+
+def test_a_trials_error_reason_is_read_from_text_and_its_pickle_never_loaded(tmp_path):
+    """Ray's error.pkl may sit on a shared disk: loading it would run its writer's code."""
+    import pickle
+    from types import SimpleNamespace
+
+    from sweep.study_search import _error_reason
+
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(ran), "w"))
+
+    (tmp_path / "error.pkl").write_bytes(pickle.dumps(Payload()))
+    (tmp_path / "error.txt").write_text(
+        "Failure # 1 (occurred at 2026-12-02_07-00-00)\nold failure\n"
+        "Failure # 2 (occurred at 2026-12-02_07-01-00)\n"
+        "ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n"
+        '  File "sweep/train.py", line 1, in train_trial\n'
+        "sweep.train.DivergedError: loss is nan at epoch 1\n"
+    )
+    trial = SimpleNamespace(
+        error_file=str(tmp_path / "error.txt"), pickled_error_file=str(tmp_path / "error.pkl")
+    )
+    assert _error_reason(trial) == "DivergedError: loss is nan at epoch 1"
+    assert not ran.exists()
