@@ -6,10 +6,11 @@ import errno
 import html
 import json
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -23,9 +24,11 @@ from dashboards.lambda_plot import draw_lambda, lambda_info
 from dashboards.layers_plot import draw_layer_widths, layer_widths_info
 from dashboards.pareto_plot import draw_pareto, pareto_info
 from sweep.errors import SweepError
+from sweep.files import atomic_write_text
 from sweep.picks import close_study, format_lam, format_number, load_study_readonly
 
 REFRESH_SECONDS = 30
+REQUEST_TIMEOUT_S = 20  # a client that sends nothing for this long is dropped
 PLOT_CONFIG = {"responsive": True, "displaylogo": False}
 
 
@@ -205,16 +208,30 @@ def build_html(study: str, storage: str | None, refresh_seconds: int | None = No
     return render_html(load_study_data(study, storage), refresh_seconds)
 
 
-def make_server(study: str, storage: str | None, host: str, port: int) -> HTTPServer:
+class DashboardServer(ThreadingHTTPServer):
+    """One thread per connection, so an idle or slow client never holds up the others."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up or times out mid-request is routine, not a traceback on the console.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def make_server(study: str, storage: str | None, host: str, port: int) -> DashboardServer:
     """An HTTP server whose page re-reads the study on every request. SweepError when it cannot bind."""
     opened = load_study_readonly(study, storage)
+    reading = threading.Lock()  # one read of the study at a time; waiting clients do not hold it
 
     def page() -> str:
-        return render_html(read_study(opened), REFRESH_SECONDS)
+        with reading:
+            return render_html(read_study(opened), REFRESH_SECONDS)
 
     handler = _handler(page)
     try:
-        server = HTTPServer((host, port), handler)
+        server = DashboardServer((host, port), handler)
     except OSError as err:
         close_study(opened)
         if err.errno == errno.EADDRINUSE:
@@ -226,6 +243,8 @@ def make_server(study: str, storage: str | None, host: str, port: int) -> HTTPSe
 
 def _handler(page: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class DashboardHandler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S
+
         def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self._send(404, "text/plain; charset=utf-8", b"not found: the dashboard is at /\n")
@@ -275,10 +294,6 @@ def dashboard_command(
         return 0
     page = build_html(study, storage)
     path = Path(out) if out else Path(f"{study.replace('/', '_')}.html")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-    except OSError as err:
-        raise SweepError(f"cannot write the dashboard to {path}: {err.strerror or err}") from None
+    atomic_write_text(path, page, "dashboard")
     print(path)
     return 0

@@ -245,3 +245,47 @@ def test_study_searching_params_without_widths(tmp_path: Path) -> None:
     page = build_html("by-params", url)
     assert visible_marker_points(figure_json(page, "fig-pareto")) == 3
     assert "<div id='fig-layers'" not in page  # no widths recorded: nothing to draw per layer
+
+
+def test_an_idle_client_blocks_no_other_reader_and_a_hang_up_prints_nothing(
+    served: tuple[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    address, _ = served
+    host, port = address.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as idle:  # connects, then says nothing
+        idle.sendall(b"GET / HT")
+        page = urllib.request.urlopen(f"{address}/", timeout=10).read().decode()
+        assert "7 complete" in page
+    for _ in range(3):  # ask for the page and hang up before reading it
+        with socket.create_connection((host, int(port))) as rude:
+            rude.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert "7 complete" in urllib.request.urlopen(f"{address}/", timeout=10).read().decode()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: smaller than a dashboard page (plotly.js alone is megabytes)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_dashboard_on_a_full_disk_leaves_the_old_page_whole(
+    url: str, tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tiny_disk / "d.html"
+    old.write_text("<!DOCTYPE html><p>the page of yesterday</p>")
+    assert main(["dashboard", STUDY, "--storage", url, "--out", str(old)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the dashboard to" in err[0] and "No space left" in err[0]
+    assert old.read_text() == "<!DOCTYPE html><p>the page of yesterday</p>"
+    assert [p.name for p in tiny_disk.iterdir()] == ["d.html"]
