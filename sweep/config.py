@@ -5,17 +5,86 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import SweepError
+from sweep.errors import SweepError, quote
 
 if TYPE_CHECKING:
     import optuna
 
 PENALTY_NAMES = ("none", "l1", "group_lasso", "sparse_group_lasso", "nuclear")
 LR_POLICIES = ("constant", "inv", "multistep", "cosine")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a numeric setting may lie: [low, high] (``open_low``: low itself excluded; None: unbounded)."""
+
+    kind: str  # "int" or "float"
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def interval(self) -> str:
+        low = "-inf" if self.low is None else _bound(self.low)
+        high = "inf" if self.high is None else _bound(self.high)
+        return f"{'(' if self.open_low else '['}{low}, {high}{')' if self.high is None else ']'}"
+
+    def describe(self) -> str:
+        """What a value must be, for messages: "a number >= 0", "in [0, 1]", "an integer in [1, 64]"."""
+        kind = "an integer" if self.kind == "int" else "a number"
+        if self.high is None and self.low is not None:
+            return f"{kind} {'>' if self.open_low else '>='} {_bound(self.low)}"
+        return f"{'an integer ' if self.kind == 'int' else ''}in {self.interval()}"
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# The rules for TrialConfig's numeric settings, whether fixed, searched or given on the command line
+# (``sweep.space_file`` checks a searched range against the same ones). Upper bounds on counts only stop
+# values no run could use (a batch of 1e23 images).
+FIELD_RANGES: dict[str, Range] = {
+    "subset": Range("int", 1),
+    "holdout": Range("int", 1),
+    "lam": Range("float", 0.0),
+    "alpha": Range("float", 0.0, 1.0),
+    "layer_scales": Range("float", 0.0),
+    "epochs": Range("int", 1, 100_000),
+    "debias_epochs": Range("int", 0, 100_000),
+    "warmup_epochs": Range("float", 0.0),
+    "batch_size": Range("int", 1, 2**20),
+    "random_shift": Range("int", 0, 1024),
+    "lr": Range("float", 0.0, open_low=True),
+    "momentum": Range("float", 0.0, 1.0),
+    "weight_decay": Range("float", 0.0),
+    "lr_gamma": Range("float", 0.0),
+    "lr_power": Range("float", 0.0),
+    "lr_milestones": Range("int", 0, 100_000),
+    "seed": Range("int", 0, 2**32 - 1),
+    "num_workers": Range("int", 0, 1024),
+}
+OPTIONAL = ("subset", "holdout")  # None: all training images, the dataset's default held-out size
+
+
+def check_range(key: str, value: Any, shown: str | None = None) -> None:
+    """SweepError unless ``value`` is a number of the kind and in the range ``FIELD_RANGES[key]`` allows
+    (finite; an int for an integer setting); ``shown`` is the name the message uses."""
+    rule = FIELD_RANGES[key]
+    if rule.kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and rule.contains(value)):
+        raise SweepError(f"{shown or key} must be {rule.describe()}, got {quote(value)}")
 
 
 @dataclass
@@ -51,35 +120,65 @@ class TrialConfig:
     eval_test: bool = True  # also measure top-1 error on the test split at the end
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
 
-    def validate(self) -> TrialConfig:
-        def bad(key: str, allowed: str, got: Any) -> SweepError:
-            return SweepError(f"{key} must be {allowed}, got {got!r}")
+    def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
+        """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
+        ``input_size``, the dataset's (H, W), also that ``random_shift`` is at most half the image side.
+        Returns self; SweepError naming the first setting that is wrong, what is allowed and what it got."""
 
-        if self.penalty not in PENALTY_NAMES:
-            raise bad("penalty", f"one of {', '.join(PENALTY_NAMES)}", self.penalty)
-        if not self.lam >= 0:
-            raise bad("lam", "a number >= 0", self.lam)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise bad("alpha", "in [0, 1]", self.alpha)
-        if self.epochs < 1:
-            raise bad("epochs", "at least 1", self.epochs)
-        if not 0 <= self.debias_epochs < self.epochs:
+        def bad(key: str, allowed: str, got: Any) -> SweepError:
+            return SweepError(f"{key} must be {allowed}, got {quote(got)}")
+
+        def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise bad(key, f"one of {', '.join(allowed)}", value)
+
+        def flag(key: str, value: Any) -> None:
+            if not isinstance(value, bool):
+                raise bad(key, "true or false", value)
+
+        def text(key: str, value: Any, optional: bool = False) -> None:
+            if not (isinstance(value, str) and value.strip()) and not (optional and value is None):
+                raise bad(key, "a non-empty string" + (" or null" if optional else ""), value)
+
+        one_of("penalty", self.penalty, PENALTY_NAMES)
+        one_of("lr_policy", self.lr_policy, LR_POLICIES)
+        text("model", self.model)
+        text("dataset", self.dataset, optional=True)
+        text("data_dir", self.data_dir, optional=True)
+        text("device", self.device)
+        for key in ("debias_restart", "eval_test", "measure_latency"):
+            flag(key, getattr(self, key))
+        for key in FIELD_RANGES:
+            value = getattr(self, key)
+            if key not in ("layer_scales", "lr_milestones") and not (key in OPTIONAL and value is None):
+                check_range(key, value)
+        if not self.debias_epochs < self.epochs:
             raise bad("debias_epochs", f"in [0, epochs={self.epochs})", self.debias_epochs)
-        if self.warmup_epochs < 0:
-            raise bad("warmup_epochs", ">= 0", self.warmup_epochs)
-        if self.random_shift < 0:
-            raise bad("random_shift", "an integer >= 0 (pixels)", self.random_shift)
-        if self.batch_size < 1:
-            raise bad("batch_size", "at least 1", self.batch_size)
-        if not self.lr > 0:
-            raise bad("lr", "> 0", self.lr)
-        if self.lr_policy not in LR_POLICIES:
-            raise bad("lr_policy", f"one of {', '.join(LR_POLICIES)}", self.lr_policy)
-        if self.subset is not None and self.subset < 1:
-            raise bad("subset", "at least 1", self.subset)
+        if self.layers is not None and (
+            not isinstance(self.layers, list)
+            or not self.layers
+            or not all(isinstance(name, str) and name for name in self.layers)
+        ):
+            raise bad(
+                "layers",
+                "null (every layer that can lose units) or a non-empty list of layer names",
+                self.layers,
+            )
+        if not isinstance(self.layer_scales, dict):
+            raise bad("layer_scales", "a mapping of layer name to scale", self.layer_scales)
         for name, scale in self.layer_scales.items():
-            if not scale >= 0:
-                raise bad(f"layer_scales.{name}", ">= 0", scale)
+            check_range("layer_scales", scale, f"layer_scales.{name}")
+        if not isinstance(self.lr_milestones, list):
+            raise bad("lr_milestones", "a list of epochs", self.lr_milestones)
+        for i, milestone in enumerate(self.lr_milestones):
+            check_range("lr_milestones", milestone, f"lr_milestones[{i}]")
+        if input_size is not None and self.random_shift > min(input_size) // 2:
+            raise bad(
+                "random_shift",
+                f"an integer in [0, {min(input_size) // 2}] (pixels: at most half the side of the "
+                f"{input_size[0]}x{input_size[1]} images)",
+                self.random_shift,
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,7 +407,11 @@ class SearchSpace:
         if fraction is not None:
             epochs = int(values.get("epochs", TrialConfig.epochs))
             values["debias_epochs"] = max(0, min(round(fraction * epochs), epochs - 1))
-        return TrialConfig.from_dict(values).validate()
+        from sweep import data  # here, not at the top: it imports torch
+
+        dataset = values.get("dataset")
+        size = data.info(dataset).input_size if dataset in data.DATASETS else None
+        return TrialConfig.from_dict(values).validate(size)
 
     def fingerprint(
         self, budget: str | Budget | None = None, overrides: dict[str, Any] | None = None

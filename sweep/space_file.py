@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Collection
@@ -17,14 +18,16 @@ import yaml
 
 from sweep.config import (
     DEFAULT_OBJECTIVES,
+    FIELD_RANGES,
     OBJECTIVE_NAMES,
     PENALTY_NAMES,
     Budget,
     Distribution,
+    Range,
     SearchSpace,
     TrialConfig,
 )
-from sweep.errors import SweepError
+from sweep.errors import QUOTE_LIMIT, SweepError, quote
 
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
@@ -32,23 +35,30 @@ SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "start", "bud
 BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search", "start")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
-# Searchable settings: kind of value and the closed range [min, max] a distribution must lie in
-# (None: unbounded). "layer_sets" and "layer_scales" are special forms, see ``_SpaceParser.search``.
-SEARCH_KEYS: dict[str, tuple[str, float | None, float | None]] = {
-    "penalty": ("str", None, None),
-    "lam": ("float", 0.0, None),
-    "alpha": ("float", 0.0, 1.0),
-    "debias_fraction": ("float", 0.0, 1.0),
-    "warmup_epochs": ("float", 0.0, None),
-    "layers": ("layer_sets", None, None),
-    "layer_scales": ("layer_scales", 0.0, None),
-    "lr": ("float", 0.0, None),
-    "momentum": ("float", 0.0, 1.0),
-    "weight_decay": ("float", 0.0, None),
-    "lr_gamma": ("float", 0.0, None),
-    "lr_power": ("float", 0.0, None),
-    "batch_size": ("int", 1.0, None),
+# Searchable settings and the kind of value each takes ("layers" and "layer_scales" are special forms,
+# see ``_SpaceParser.search``); a distribution must lie inside the setting's ``RANGES`` entry, the rule a
+# fixed value of it meets too (``TrialConfig.validate``).
+SEARCH_KEYS: dict[str, str] = {
+    "penalty": "str",
+    "lam": "float",
+    "alpha": "float",
+    "debias_fraction": "float",
+    "warmup_epochs": "float",
+    "layers": "layer_sets",
+    "layer_scales": "layer_scales",
+    "lr": "float",
+    "momentum": "float",
+    "weight_decay": "float",
+    "lr_gamma": "float",
+    "lr_power": "float",
+    "batch_size": "int",
 }
+RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
+# Hostile files: the largest file read, the deepest nesting, and the most nodes a document may expand to
+# (an alias repeats the whole node it names, so 400 bytes of nested aliases can expand to 10^9 nodes).
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_NODES = 10_000
 DIST_KEYS = ("low", "high", "log", "step", "choices")
 DEFAULT_SPACE_DIRS = (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces")
 
@@ -61,7 +71,7 @@ def space_path(model: str) -> Path:
             return candidate
     known = sorted({p.stem for d in DEFAULT_SPACE_DIRS if d.is_dir() for p in d.glob("*.yaml")})
     raise SweepError(
-        f"no search space for model {model!r} (looked for search_spaces/{model}.yaml); "
+        f"no search space for model {quote(model)} (looked for search_spaces/{model}.yaml); "
         f"known: {', '.join(known) or 'none'}; or pass --space FILE"
     )
 
@@ -71,35 +81,145 @@ def load_space(model: str, path: str | None = None) -> SearchSpace:
     file = Path(path) if path else space_path(model)
     shown = str(file)
     try:
-        text = file.read_text()
+        with file.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise SweepError(f"cannot read search space {shown}: {err.strerror or err}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SweepError(f"{shown}: larger than {MAX_FILE_BYTES} bytes; a search space is a small YAML file")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SweepError(
+            f"{shown}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            "a search space must be a UTF-8 YAML file"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_SpaceLoader)
+    except yaml.reader.ReaderError as err:
+        raise SweepError(
+            f"{shown}: not YAML text ({str(err).splitlines()[0]}); a search space must be a UTF-8 YAML file"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SweepError(f"{shown}{line}: malformed YAML: {problem}") from None
+        what = "" if isinstance(err, _Refused) else "malformed YAML: "
+        raise SweepError(f"{shown}{line}: {what}{problem}") from None
+    except (
+        ValueError,
+        OverflowError,
+        TypeError,
+    ) as err:  # a value its constructor refuses (an int of 5000 digits)
+        raise SweepError(f"{shown}: malformed YAML: a value cannot be read ({quote(str(err))})") from None
     space = _SpaceParser(shown).parse(data)
     if space.model != model:
-        raise SweepError(f"{shown}: model: this space is for {space.model!r}, not {model!r}")
+        raise SweepError(f"{shown}: model: this space is for {quote(space.model)}, not {quote(model)}")
     return space
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (PyYAML silently keeps the last)."""
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that no search space needs: nested too deep, expanding to too many nodes."""
+
+
+class _SpaceLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last), nesting
+    deeper than MAX_DEPTH (PyYAML recurses per level), and documents whose aliases expand them past
+    MAX_NODES nodes (a "billion laughs" file would build a structure too big to check or to print)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels; a search space needs a few", mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self.depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()  # type: ignore[no-untyped-call]
+        if node is not None:
+            _check_expansion(node)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {quote(key)}", key_node.start_mark
+                    )
+                seen.add(key)
+            except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
+                    None,
+                    None,
+                    f"a key must be a plain value, not a {type(key).__name__}",
+                    key_node.start_mark,
+                ) from None
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """_Refused when ``root`` with every alias expanded has more than MAX_NODES nodes, is nested deeper
+    than MAX_DEPTH, or contains itself. Each node is measured once, so a small file is checked quickly
+    however far it would expand."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, levels) once expanded
+    open_nodes: set[int] = set()
+
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        return []
+
+    def measure(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if depth > MAX_DEPTH:  # the composer refused deeper text, but keep the recursion bounded here too
+            raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark)
+        if key in open_nodes:
+            raise _Refused(
+                None,
+                None,
+                "an alias names a node that contains it; a search space cannot be recursive",
+                node.start_mark,
+            )
+        if key not in measured:
+            open_nodes.add(key)
+            nodes, levels = 1, 1
+            for child in children(node):
+                nodes += measure(child, depth + 1)
+                levels = max(levels, 1 + measured[id(child)][1])
+                if nodes > MAX_NODES:
+                    raise _Refused(
+                        None,
+                        None,
+                        f"its aliases expand it to more than {MAX_NODES} YAML nodes; a search space may hold "
+                        f"at most {MAX_NODES}",
+                        node.start_mark,
+                    )
+            open_nodes.discard(key)
+            measured[key] = (nodes, levels)
+        if depth + measured[key][1] - 1 > MAX_DEPTH:
+            raise _Refused(
+                None,
+                None,
+                f"its aliases nest it deeper than {MAX_DEPTH} levels; a search space needs a few",
+                node.start_mark,
+            )
+        return measured[key][0]
+
+    measure(root, 1)
 
 
 class _SpaceParser:
@@ -109,14 +229,16 @@ class _SpaceParser:
         self.shown = shown
 
     def fail(self, where: str, message: str) -> SweepError:
+        if len(where) > 2 * QUOTE_LIMIT:  # key paths name the file's own keys, which may be long
+            where = where[: 2 * QUOTE_LIMIT] + "..."
         return SweepError(f"{self.shown}: {where}: {message}")
 
     def mapping(self, value: Any, where: str, allowed: Collection[str] | None = None) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(where, f"must be a mapping, got {type(value).__name__} {value!r}")
+            raise self.fail(where, f"must be a mapping, got {type(value).__name__} {quote(value)}")
         for key in value:
             if not isinstance(key, str):
-                raise self.fail(where, f"keys must be strings, got {key!r}")
+                raise self.fail(where, f"keys must be strings, got {quote(key)}")
             if allowed is not None and key not in allowed:
                 raise self.fail(
                     f"{where}.{key}" if where else key, f"unknown key; allowed: {', '.join(allowed)}"
@@ -127,11 +249,18 @@ class _SpaceParser:
         if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(where, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not integer and abs(value) > sys.float_info.max:
+                raise self.fail(
+                    where, f"must be a number no larger than {sys.float_info.max:g}, got {quote(value)}"
+                )
+            return value if integer else float(value)
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise self.fail(where, f"must be {kind}, got {quote(value)}")
         if integer and value != int(value):
-            raise self.fail(where, f"must be an integer, got {value!r}")
-        return int(value) if integer else float(value)
+            raise self.fail(where, f"must be an integer, got {quote(value)}")
+        return int(value) if integer else value
 
     def parse(self, data: Any) -> SearchSpace:
         from sweep import data as datasets
@@ -143,10 +272,12 @@ class _SpaceParser:
                 raise self.fail(key, "missing; a search space needs model and search")
         model = doc["model"]
         if model not in models.names():
-            raise self.fail("model", f"unknown model {model!r}; known: {', '.join(models.names())}")
+            raise self.fail("model", f"unknown model {quote(model)}; known: {', '.join(models.names())}")
         dataset = doc.get("dataset", models.default_dataset(model))
         if dataset not in datasets.names():
-            raise self.fail("dataset", f"unknown dataset {dataset!r}; known: {', '.join(datasets.names())}")
+            raise self.fail(
+                "dataset", f"unknown dataset {quote(dataset)}; known: {', '.join(datasets.names())}"
+            )
         self.unit_layers = _unit_layers(model)
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
@@ -192,7 +323,7 @@ class _SpaceParser:
                         allowed = "one of the choices" if dist.kind == "categorical" else "inside its range"
                         raise self.fail(
                             f"{where}.{flat}",
-                            f"{v!r} must be {allowed} in {(given_at or {}).get(flat, 'search')}.{key}",
+                            f"{quote(v)} must be {allowed} in {(given_at or {}).get(flat, 'search')}.{key}",
                         )
                     point[flat] = v
             if "penalty" not in point:
@@ -208,10 +339,11 @@ class _SpaceParser:
         for i, name in enumerate(value):
             if name not in OBJECTIVE_NAMES:
                 raise self.fail(
-                    f"objectives[{i}]", f"unknown objective {name!r}; allowed: {', '.join(OBJECTIVE_NAMES)}"
+                    f"objectives[{i}]",
+                    f"unknown objective {quote(name)}; allowed: {', '.join(OBJECTIVE_NAMES)}",
                 )
         if len(set(value)) != len(value):
-            raise self.fail("objectives", f"each objective at most once, got {value}")
+            raise self.fail("objectives", f"each objective at most once, got {quote(value)}")
         return tuple(value)
 
     def fixed(self, value: Any, where: str) -> dict[str, Any]:
@@ -238,27 +370,28 @@ class _SpaceParser:
             return self.typed(value, inner, where)
         if origin is list:
             if not isinstance(value, list):
-                raise self.fail(where, f"must be a list, got {value!r}")
+                raise self.fail(where, f"must be a list, got {quote(value)}")
             return [self.typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
         if origin is dict:
             items = self.mapping(value, where)
             return {k: self.typed(v, args[1], f"{where}.{k}") for k, v in items.items()}
         if hint is bool:
             if not isinstance(value, bool):
-                raise self.fail(where, f"must be true or false, got {value!r}")
+                raise self.fail(where, f"must be true or false, got {quote(value)}")
             return value
         if hint in (int, float):
             return self.number(value, where, integer=hint is int)
         if hint is str:
             if not isinstance(value, str):
-                raise self.fail(where, f"must be a string, got {value!r}")
+                raise self.fail(where, f"must be a string, got {quote(value)}")
             return value
         raise self.fail(where, f"cannot be set in a search space (type {hint})")
 
     def layer(self, name: Any, where: str) -> str:
         if name not in self.unit_layers:
             raise self.fail(
-                where, f"unknown layer {name!r}; layers that can lose units: {', '.join(self.unit_layers)}"
+                where,
+                f"unknown layer {quote(name)}; layers that can lose units: {', '.join(self.unit_layers)}",
             )
         return name
 
@@ -268,18 +401,16 @@ class _SpaceParser:
             raise self.fail("search", f"missing penalty; give {{choices: [...]}} over {', '.join(PENALTIES)}")
         out: dict[str, Distribution] = {}
         for key, item in spec.items():
-            kind, lo, hi = SEARCH_KEYS[key]
+            kind, rule = SEARCH_KEYS[key], RANGES.get(key)
             where = f"{at}.{key}"
             if kind == "layer_scales":
                 for layer, scale in self.mapping(item, where).items():
                     self.layer(layer, where)
-                    out[f"layer_scales.{layer}"] = self.distribution(
-                        scale, f"{where}.{layer}", "float", lo, hi
-                    )
+                    out[f"layer_scales.{layer}"] = self.distribution(scale, f"{where}.{layer}", "float", rule)
             elif kind == "layer_sets":
                 out[key] = self.layer_sets(item, where)
             else:
-                out[key] = self.distribution(item, where, kind, lo, hi)
+                out[key] = self.distribution(item, where, kind, rule)
         penalty = out["penalty"]
         if penalty.kind != "categorical":
             raise self.fail("search.penalty", f"must be {{choices: [...]}} over {', '.join(PENALTY_NAMES)}")
@@ -287,7 +418,7 @@ class _SpaceParser:
             if name not in PENALTY_NAMES:
                 raise self.fail(
                     f"search.penalty.choices[{i}]",
-                    f"unknown penalty {name!r}; allowed: {', '.join(PENALTY_NAMES)}",
+                    f"unknown penalty {quote(name)}; allowed: {', '.join(PENALTY_NAMES)}",
                 )
         # 'none' may be listed, but is never sampled: the baseline is one trial of its own per study.
         sampled = tuple(name for name in penalty.choices if name != "none")
@@ -300,27 +431,25 @@ class _SpaceParser:
         out["penalty"] = Distribution("categorical", choices=sampled)
         return out
 
-    def distribution(
-        self, value: Any, where: str, kind: str, lo: float | None, hi: float | None
-    ) -> Distribution:
+    def distribution(self, value: Any, where: str, kind: str, rule: Range | None) -> Distribution:
         spec = self.mapping(value, where, DIST_KEYS)
         if "choices" in spec:
             if set(spec) != {"choices"}:
                 raise self.fail(where, "choices cannot be combined with low/high/log/step")
             choices = spec["choices"]
             if not isinstance(choices, list) or not choices:
-                raise self.fail(f"{where}.choices", f"must be a non-empty list, got {choices!r}")
+                raise self.fail(f"{where}.choices", f"must be a non-empty list, got {quote(choices)}")
             if kind == "str":
                 for i, c in enumerate(choices):
                     if not isinstance(c, str):
-                        raise self.fail(f"{where}.choices[{i}]", f"must be a string, got {c!r}")
+                        raise self.fail(f"{where}.choices[{i}]", f"must be a string, got {quote(c)}")
             else:
                 choices = [
                     self.number(c, f"{where}.choices[{i}]", kind == "int") for i, c in enumerate(choices)
                 ]
-                self.within([min(choices), max(choices)], where, lo, hi)
+                self.within([min(choices), max(choices)], where, rule)
             if len(set(choices)) != len(choices):
-                raise self.fail(f"{where}.choices", f"each choice at most once, got {choices}")
+                raise self.fail(f"{where}.choices", f"each choice at most once, got {quote(choices)}")
             return Distribution("categorical", choices=tuple(choices))
         if kind == "str":
             raise self.fail(where, "must be {choices: [...]}")
@@ -334,7 +463,7 @@ class _SpaceParser:
         )
         log = spec.get("log", False)
         if not isinstance(log, bool):
-            raise self.fail(f"{where}.log", f"must be true or false, got {log!r}")
+            raise self.fail(f"{where}.log", f"must be true or false, got {quote(log)}")
         step = None if spec.get("step") is None else self.number(spec["step"], f"{where}.step", integer)
         if not low < high:
             raise self.fail(where, f"empty or inverted range: low {low} must be below high {high}")
@@ -342,13 +471,12 @@ class _SpaceParser:
             raise self.fail(f"{where}.low", f"a log range needs low > 0, got {low}")
         if step is not None and (step <= 0 or log):
             raise self.fail(f"{where}.step", "must be > 0, and cannot be combined with log")
-        self.within([low, high], where, lo, hi)
+        self.within([low, high], where, rule)
         return Distribution(kind, low=low, high=high, log=log, step=step)
 
-    def within(self, bounds: list[float], where: str, lo: float | None, hi: float | None) -> None:
-        if (lo is not None and bounds[0] < lo) or (hi is not None and bounds[1] > hi):
-            allowed = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise self.fail(where, f"range {bounds[0]}..{bounds[1]} must lie in {allowed}")
+    def within(self, bounds: list[float], where: str, rule: Range | None) -> None:
+        if rule is not None and not (rule.contains(bounds[0]) and rule.contains(bounds[1])):
+            raise self.fail(where, f"range {bounds[0]}..{bounds[1]} must lie in {rule.interval()}")
 
     def layer_sets(self, value: Any, where: str) -> Distribution:
         spec = self.mapping(value, where, ["choices"])
@@ -364,7 +492,8 @@ class _SpaceParser:
                 continue
             if not isinstance(layers, list) or not layers:
                 raise self.fail(
-                    f"{where}.choices.{name}", f"must be a non-empty list of layers or null, got {layers!r}"
+                    f"{where}.choices.{name}",
+                    f"must be a non-empty list of layers or null, got {quote(layers)}",
                 )
             sets[name] = [self.layer(layer, f"{where}.choices.{name}") for layer in layers]
         return Distribution("categorical", choices=tuple(sets), values=sets)

@@ -194,7 +194,7 @@ BAD_SPACES = [
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}, alpha: {low: 0, high: 2}}\n",
-        r"search\.alpha: range 0\.0\.\.2\.0 must lie in \[0\.0, 1\.0\]",
+        r"search\.alpha: range 0\.0\.\.2\.0 must lie in \[0, 1\]",
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1, high: 2, sigma: 3}}\n",
