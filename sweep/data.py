@@ -346,15 +346,28 @@ def _cache_root() -> Path:
     return Path.home() / ".cache" / "sweep" / "data"
 
 
+def _named_dir(data_dir: str | Path | None) -> Path | None:
+    """The folder ``data_dir`` names when it is the only place to look: any folder but $SWEEP_DATA_DIR
+    itself, which ``sweep run`` passes on to its trials as their data_dir (a default, not a choice)."""
+    env = os.environ.get("SWEEP_DATA_DIR")
+    if not data_dir or (
+        env and os.path.abspath(Path(data_dir).expanduser()) == os.path.abspath(Path(env).expanduser())
+    ):
+        return None
+    return Path(data_dir).expanduser()
+
+
 def _roots(data_dir: str | Path | None) -> list[tuple[Path, bool]]:
-    """(root, named by the user) in search order."""
-    roots: list[tuple[Path, bool]] = []
-    if data_dir:
-        roots.append((Path(data_dir).expanduser(), True))
-    if os.environ.get("SWEEP_DATA_DIR"):
-        roots.append((Path(os.environ["SWEEP_DATA_DIR"]).expanduser(), True))
-    roots += [(SYSTEM_DATASETS, False), (_cache_root(), False)]
-    return roots
+    """(root, named by the user) in search order. A folder the user names is the only one: data found
+    elsewhere would silently be another copy than the one asked for."""
+    named, env = _named_dir(data_dir), os.environ.get("SWEEP_DATA_DIR")
+    if named is not None:
+        return [(named, True)]
+    return [
+        *([(Path(env).expanduser(), True)] if env else []),
+        (SYSTEM_DATASETS, False),
+        (_cache_root(), False),
+    ]
 
 
 def _folder_key(folder: str) -> str:
@@ -461,8 +474,11 @@ def _locate(name: str, data_dir: str | None, download: bool | None) -> Path:
         reason = reason or f"the download into {target} left no files where sweep looks"
     looked = ", ".join(str(p) for p in search_paths(name, data_dir))
     available = ", ".join(available_offline(data_dir)) or "none"
+    only = (
+        f" (the data folder given, {_named_dir(data_dir)}, and nowhere else)" if _named_dir(data_dir) else ""
+    )
     raise SweepError(
-        f"dataset {name} not found; looked in {looked}; {reason}; to get it: {spec.how_to_get}; "
+        f"dataset {name} not found; looked in {looked}{only}; {reason}; to get it: {spec.how_to_get}; "
         f"available offline now: {available}"
     )
 

@@ -288,10 +288,13 @@ def test_search_order_and_a_folder_named_for_another_dataset(
 ) -> None:
     monkeypatch.setenv("SWEEP_DATA_DIR", str(tmp_path / "env"))
     paths = data.search_paths("mnist", data_dir=str(tmp_path / "mine"))
-    assert paths[:3] == [tmp_path / "mine" / "mnist", tmp_path / "mine" / "MNIST" / "raw", tmp_path / "mine"]
-    assert paths[3] == tmp_path / "env" / "mnist"
+    # a folder the user names is the only place looked in
+    assert paths == [tmp_path / "mine" / "mnist", tmp_path / "mine" / "MNIST" / "raw", tmp_path / "mine"]
+    paths = data.search_paths("mnist")
+    assert paths[0] == tmp_path / "env" / "mnist"
     assert Path("/usr/share/datasets/mnist") in paths
     assert paths[-1] == Path.home() / ".cache" / "sweep" / "data" / "MNIST" / "raw"
+    assert data.search_paths("mnist", data_dir=str(tmp_path / "env")) == paths, "$SWEEP_DATA_DIR: the default"
     # pointed straight at a fashion-mnist folder, mnist must not take its files for its own
     assert tmp_path / "fashion-mnist" not in data.search_paths("mnist", str(tmp_path / "fashion-mnist"))
     assert tmp_path / "fashion-mnist" in data.search_paths("fashion-mnist", str(tmp_path / "fashion-mnist"))
@@ -306,6 +309,9 @@ def test_data_dir_wins_over_sweep_data_dir(
     assert data.load("mnist").source == str(tmp_path / "b" / "mnist")
     assert data.load("mnist", data_dir=str(tmp_path / "a")).source == str(tmp_path / "a" / "mnist")
     assert set(data.available_offline()) >= {"mnist"}
+    (tmp_path / "c").mkdir()
+    with pytest.raises(SweepError, match=r"dataset mnist not found; .*/c \(the data folder given, .*/c, and nowhere else\)"):
+        data.load("mnist", data_dir=str(tmp_path / "c"))  # not silently the copy in $SWEEP_DATA_DIR
 
 
 def test_available_offline_lists_what_is_found(tiny_mnist_dir: Path) -> None:
@@ -334,7 +340,7 @@ def test_folder_without_the_files_says_where_it_looked_and_what_is_available(tmp
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("dataset mnist not found; looked in ")
-    assert f"{tmp_path / 'mnist'}, {tmp_path / 'MNIST' / 'raw'}, {tmp_path}," in message
+    assert f"{tmp_path / 'mnist'}, {tmp_path / 'MNIST' / 'raw'}, {tmp_path} (the data folder given" in message
     assert "SWEEP_OFFLINE=1" in message and "train-images-idx3-ubyte.gz" in message
     available = ", ".join(data.available_offline(str(tmp_path))) or "none"
     assert message.endswith(f"; available offline now: {available}")
