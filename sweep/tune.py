@@ -11,9 +11,11 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from sweep.study_search import EMPTY_LAYERS, RECORD, progress_class, searcher_cl
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
+REACH_TIMEOUT_S = 5.0  # for the cluster address to answer a TCP connection
 
 
 # ------------------------------------------------------------------------------------ the trainable
@@ -104,6 +107,8 @@ def _start_ray(address: str | None) -> bool:
     """Start (or join) Ray; False when a session was already running in this process (kept afterwards)."""
     import ray
 
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
@@ -124,6 +129,23 @@ def _start_ray(address: str | None) -> bool:
             f"cannot start Ray{f' at {address}' if address else ''}: {str(err).splitlines()[0]}"
         ) from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT (or ray://HOST:PORT) nobody listens on; Ray itself would wait minutes."""
+    host_port = address.removeprefix("ray://")
+    if address == "auto" or ":" not in host_port:
+        return
+    host, _, port = host_port.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as err:
+        raise SweepError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with `ray start --head` "
+            "or give the address it printed"
+        ) from None
 
 
 def _capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
@@ -254,9 +276,51 @@ def run_command(
     if resume:  # before anything slow: the study must exist, and a missing database is not created
         rdb = open_storage(url, create=False)
         load_existing(rdb, plan.name)
-    _check_data(plan.base)
+    _check_out(plan.out)
+    # Everything that can refuse the run does so before the database is written: the data and the trial
+    # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        data_checked = pool.submit(_check_data, plan.base)
+        started_ray = _start_ray(plan.address)
+        try:
+            data_checked.result()
+            if plan.address:
+                _check_cluster_gpus(plan.gpus_per_trial)
+        except BaseException:
+            _stop_ray(started_ray)
+            raise
+    try:
+        return _run_study(plan, url, rdb, resume, seed, started)
+    finally:
+        _stop_ray(started_ray)
+
+
+def _stop_ray(started_here: bool) -> None:
+    if started_here:
+        import ray
+
+        ray.shutdown()
+
+
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder this process can create or write (a URI is left to Ray)."""
+    if "://" in out:
+        return
+    path = Path(out).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise SweepError(f"--out {out}: {existing} is a file, not a folder; give a folder for the trials")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SweepError(f"--out {out}: {existing} is not writable; give a folder this user can write")
+
+
+def _run_study(
+    plan: SweepPlan, url: str, rdb: optuna.storages.RDBStorage | None, resume: bool, seed: int, started: float
+) -> int:
+    """Create or resume the study, run what is missing of it, print the summary."""
     rdb = rdb or open_storage(url)
-    fingerprint = plan.space.fingerprint(plan.budget, overrides)
+    sampler, scheduler, model = plan.sampler, plan.scheduler, plan.base.model
+    fingerprint = plan.space.fingerprint(plan.budget, plan.overrides)
     settings = {
         "space": plan.space.path,
         "budget": plan.budget.name,
@@ -336,73 +400,65 @@ def _fit(
         ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
     ):
         os.environ.setdefault(var, value)
-    started_here = _start_ray(plan.address)
-    import ray
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from sweep.pareto_asha import ParetoASHA
 
-    try:
-        if plan.address:
-            _check_cluster_gpus(plan.gpus_per_trial)
-        objectives = list(plan.space.objectives)
-        search = searcher_class()(
-            space=define_by_run,
-            metric=objectives,
-            mode=["min"] * len(objectives),
-            sampler=sampler,
-            storage=rdb,
-            study_name=plan.name,
-        )
-        search.config_attrs = lambda params: _config_attrs(plan, params)
-        limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
-        epochs = plan.base.epochs
-        trial_scheduler = (
-            ParetoASHA(objectives, max_t=epochs, grace_period=max(1, epochs // 4), reduction_factor=3)
-            if plan.scheduler == "asha"
-            else FIFOScheduler()
-        )
-        resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
-        # Checkpoints must outlive the run at a stable place: an absolute folder, or a URI (s3://...,
-        # or a shared filesystem) that every node of a cluster can write.
-        scheme = plan.out.split("://", 1)[0] + "://" if "://" in plan.out else ""
-        storage_path = plan.out if scheme else str(Path(plan.out).expanduser().resolve())
-        tuner = tune.Tuner(
-            tune.with_resources(make_trainable(plan.space, plan.budget, plan.overrides), resources),
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(search, max_concurrent=max(1, limit)),
-                scheduler=trial_scheduler,
-                num_samples=n_trials,
-                reuse_actors=True,  # one worker process per slot: torch imported and data read once
-                trial_dirname_creator=lambda t: f"trial_{t.config.get(TRIAL_NUMBER, 0):04d}_{t.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=plan.name,
-                storage_path=storage_path,
-                verbose=0,
-                callbacks=[progress_class()(search, n_trials, scheme)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            ),
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for logger in ("ray.tune", "ray.train"):
-                logging.getLogger(logger).setLevel(logging.CRITICAL)
-            try:
-                tuner.fit()
-            finally:
-                cut = search.fail_unfinished(STOPPED)
-                if cut:
-                    print(
-                        f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
-                    )
-        return list(search.outcomes.values())
-    finally:
-        if started_here:
-            ray.shutdown()
+    objectives = list(plan.space.objectives)
+    search = searcher_class()(
+        space=define_by_run,
+        metric=objectives,
+        mode=["min"] * len(objectives),
+        sampler=sampler,
+        storage=rdb,
+        study_name=plan.name,
+    )
+    search.config_attrs = lambda params: _config_attrs(plan, params)
+    limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
+    epochs = plan.base.epochs
+    trial_scheduler = (
+        ParetoASHA(objectives, max_t=epochs, grace_period=max(1, epochs // 4), reduction_factor=3)
+        if plan.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+    # Checkpoints must outlive the run at a stable place: an absolute folder, or a URI (s3://...,
+    # or a shared filesystem) that every node of a cluster can write.
+    scheme = plan.out.split("://", 1)[0] + "://" if "://" in plan.out else ""
+    storage_path = plan.out if scheme else str(Path(plan.out).expanduser().resolve())
+    tuner = tune.Tuner(
+        tune.with_resources(make_trainable(plan.space, plan.budget, plan.overrides), resources),
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(search, max_concurrent=max(1, limit)),
+            scheduler=trial_scheduler,
+            num_samples=n_trials,
+            reuse_actors=True,  # one worker process per slot: torch imported and data read once
+            trial_dirname_creator=lambda t: f"trial_{t.config.get(TRIAL_NUMBER, 0):04d}_{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=storage_path,
+            verbose=0,
+            callbacks=[progress_class()(search, n_trials, scheme)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in ("ray.tune", "ray.train"):
+            logging.getLogger(logger).setLevel(logging.CRITICAL)
+        try:
+            tuner.fit()
+        finally:
+            cut = search.fail_unfinished(STOPPED)
+            if cut:
+                print(
+                    f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
+                )
+    return list(search.outcomes.values())
 
 
 def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
