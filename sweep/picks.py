@@ -137,7 +137,9 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
+    """The study database at ``url`` opened for reading only (SQLite ``mode=ro``, PostgreSQL read-only
+    transactions); SweepError when it is missing, unreachable or holds no Optuna tables."""
     engine_url, engine_kwargs = _readonly_engine(url)
     shown = redact(url)
     try:
@@ -174,7 +176,7 @@ def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
     SweepError (the last one lists the studies that do exist). Nothing is ever written.
     """
     url = storage or default_storage()
-    rdb = _open_storage(url)
+    rdb = open_storage_readonly(url)
     try:
         return with_lock_retries(lambda: optuna.load_study(study_name=study, storage=rdb))
     except KeyError:

@@ -509,8 +509,10 @@ def trial_rows(study: optuna.Study) -> list[list[str]]:
 
 def status_command(storage: str | None, study: str | None) -> int:
     """``sweep status``: the studies in a database with their trial counts, or one study's trials."""
+    from sweep.picks import open_storage_readonly  # status only reads: it never alters the database
+
     url = resolve_storage(storage)
-    rdb = open_storage(url, create=False)
+    rdb = open_storage_readonly(url)
     print(f"storage: {display_url(url)}")
     if study is not None:
         loaded = load_existing(rdb, study)
