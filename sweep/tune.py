@@ -273,9 +273,14 @@ def run_command(
     url = resolve_storage(storage)
     print(f"storage: {display_url(url)}", flush=True)
     rdb = None
-    if resume:  # before anything slow: the study must exist, and a missing database is not created
-        rdb = open_storage(url, create=False)
-        load_existing(rdb, plan.name)
+    if resume:  # before anything slow: the study must exist; read-only, so a refusal writes nothing
+        from sweep.picks import open_storage_readonly
+
+        readonly = open_storage_readonly(url)
+        try:
+            load_existing(readonly, plan.name)
+        finally:
+            readonly.engine.dispose()
     _check_out(plan.out)
     # Everything that can refuse the run does so before the database is written: the data and the trial
     # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
