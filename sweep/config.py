@@ -53,7 +53,7 @@ def _bound(value: float) -> str:
 # (``sweep.space_file`` checks a searched range against the same ones). Upper bounds on counts only stop
 # values no run could use (a batch of 1e23 images).
 FIELD_RANGES: dict[str, Range] = {
-    "subset": Range("int", 1),
+    "subset": Range("int", 2),  # one image at least is held out
     "holdout": Range("int", 1),
     "lam": Range("float", 0.0),
     "alpha": Range("float", 0.0, 1.0),

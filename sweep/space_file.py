@@ -278,7 +278,7 @@ class _SpaceParser:
             raise self.fail(
                 "dataset", f"unknown dataset {quote(dataset)}; known: {', '.join(datasets.names())}"
             )
-        self.unit_layers = _unit_layers(model)
+        self.unit_layers = unit_layers(model)
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
         search = self.search(doc["search"])
@@ -546,7 +546,7 @@ class _SpaceParser:
         return out
 
 
-def _unit_layers(model: str) -> tuple[str, ...]:
+def unit_layers(model: str) -> tuple[str, ...]:
     """Names of a model's layers that can lose units, read off a weightless (meta-device) instance."""
     import torch
 

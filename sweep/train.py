@@ -29,7 +29,7 @@ import sweep
 from sweep import data, models
 from sweep.checkpoint import save_checkpoint
 from sweep.config import TrialConfig
-from sweep.errors import SweepError
+from sweep.errors import SweepError, quote
 from sweep.metrics import size_at, sparsity_metrics, top1_error
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 
@@ -323,15 +323,30 @@ def train_command(
 
 def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig, str]:
     """The model's search space's fixed settings (its training recipe) under the options given on the
-    command line; TrialConfig's defaults where the model has no search space."""
-    from sweep.space_file import load_space, space_path
+    command line; TrialConfig's defaults where the model has no search space. Every setting is checked
+    here, before any data is read."""
+    from sweep.space_file import load_space, space_path, unit_layers
 
     try:
-        path = space_path(model)
+        path: Path | None = space_path(model)
     except SweepError:
-        values = {k: v for k, v in given.items() if v is not None}
-        return TrialConfig(model=model, **values).validate(), "the command line and defaults"
-    return load_space(model, str(path)).trial_config({}, None, given), f"{path.name} + the command line"
+        path = None
+    if path is None:
+        cfg = TrialConfig(model=model, **{k: v for k, v in given.items() if v is not None})
+        dataset = cfg.dataset or models.default_dataset(model)
+        cfg.validate(data.info(dataset).input_size if dataset in data.DATASETS else None)
+        source = "the command line and defaults"
+    else:
+        cfg = load_space(model, str(path)).trial_config({}, None, given)
+        source = f"{path.name} + the command line"
+    allowed = unit_layers(model)
+    unknown = [name for name in cfg.layers or () if name not in allowed]
+    if unknown:
+        raise SweepError(
+            f"--layers names {', '.join(map(quote, unknown))}, not a layer that can lose units; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    return cfg, source
 
 
 def _json_line(metrics: dict[str, Any]) -> str:
