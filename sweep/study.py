@@ -580,13 +580,24 @@ def describe_params(params: dict[str, Any]) -> str:
     return f"{penalty} lam {lam:.2e}" if isinstance(lam, float) else str(penalty)
 
 
+NO_USABLE = "no usable network"  # the summary's line when no trial left a network worth exporting
+
+
 def summary_lines(study: optuna.Study, shown_url: str) -> list[str]:
     """The closing summary of a sweep: counts, the most accurate and the smallest fully trained trials,
     where the study is and how to look at it."""
     trials = study.get_trials(deepcopy=False)
     lines = [f"study {study.study_name}: {_counts_line(StudyCounts.of(trials))}"]
     names = objective_names(study)
-    full = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get("early_stopped")]
+    full = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and not t.user_attrs.get("early_stopped")
+        and not t.user_attrs.get("empty_layers")
+    ]
+    if not full:
+        lines.append(f"{NO_USABLE}: every trial failed, was stopped early or emptied a layer")
 
     def point(t: FrozenTrial) -> str:
         shown = [

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import socket
 import tempfile
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
@@ -28,6 +30,7 @@ from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
 from sweep.space_file import load_space
 from sweep.study import (
+    NO_USABLE,
     check_study_name,
     counts_line,
     create_or_resume,
@@ -49,6 +52,7 @@ from sweep.study_search import EMPTY_LAYERS, RECORD, progress_class, searcher_cl
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
+NO_SPACE = "No space left on device"  # strerror of ENOSPC, in a failed trial's reason
 REACH_TIMEOUT_S = 5.0  # for the cluster address to answer a TCP connection
 
 
@@ -346,6 +350,7 @@ def _run_study(
     state = "new" if opened.created else "resumed" if resume else "extended"
     print(f"study {plan.name} ({state}): {counts_line(opened.study)}", flush=True)
     outcomes: list[dict[str, Any]] = []
+    fault: list[str] = []
     if remaining <= 0:
         print(
             f"nothing to run: the study has {complete} complete trials (asked for {plan.trials})", flush=True
@@ -358,15 +363,24 @@ def _run_study(
             f"objectives {', '.join(plan.space.objectives)}",
             flush=True,
         )
-        outcomes = _fit(plan, opened.study, rdb, remaining, seed)
+        outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault)
     _print_run_line(outcomes, started)
-    for line in summary_lines(load_existing(rdb, plan.name), display_url(url)):
+    try:
+        summary = summary_lines(load_existing(rdb, plan.name), display_url(url))
+    except (SweepError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+        summary = []  # the fault below says why
+    for line in summary:
         print(line, flush=True)
+    if fault:
+        raise SweepError(
+            f"the sweep stopped: {fault[0]}; every finished trial is kept in the study: fix that, then "
+            "continue with --resume"
+        )
     cut = sum(o.get("reason") == STOPPED for o in outcomes)
     if cut or len(outcomes) < max(remaining, 0):
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
-    return 0 if not outcomes or any(o["state"] == "COMPLETE" for o in outcomes) else 1
+    return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
 
 
 def _check_data(cfg: TrialConfig) -> None:
@@ -378,9 +392,15 @@ def _check_data(cfg: TrialConfig) -> None:
 
 
 def _fit(
-    plan: SweepPlan, study: optuna.Study, rdb: optuna.storages.RDBStorage, n_trials: int, seed: int
+    plan: SweepPlan,
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    n_trials: int,
+    seed: int,
+    fault: list[str],
 ) -> list[dict[str, Any]]:
-    """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial."""
+    """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial. A fault that
+    stops the run (a full disk, a database that cannot be written) is appended to ``fault``."""
     only = ("penalty", "lam") if plan.sampler == "grid" else None
     space = sampled_space(plan.space, study)
     points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
@@ -448,6 +468,7 @@ def _fit(
             verbose=0,
             callbacks=[progress_class()(search, n_trials, scheme)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=stop_on_full_disk(search, fault, plan.out),
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
@@ -457,13 +478,47 @@ def _fit(
             logging.getLogger(logger).setLevel(logging.CRITICAL)
         try:
             tuner.fit()
+        except (EOFError, pickle.UnpicklingError):
+            pass  # Ray's own result grid could not read an error.pkl (a full disk): the study holds the record
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError) as err:
+            fault.append(f"the study database could not be written ({first_line(err)})")
         finally:
-            cut = search.fail_unfinished(STOPPED)
+            try:
+                cut = search.fail_unfinished(STOPPED)
+            except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
+                cut = []
+                fault.append(f"the study database could not be written ({first_line(err)})")
             if cut:
                 print(
                     f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
                 )
     return list(search.outcomes.values())
+
+
+def first_line(err: BaseException) -> str:
+    """The innermost cause's first line: what went wrong, without SQLAlchemy's or Ray's wrapping."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def stop_on_full_disk(search: Any, fault: list[str], out: str):
+    """A Tune stopper that ends the run once a trial failed for want of disk space under --out: the trials
+    after it would fail the same way."""
+    from ray import tune
+
+    class StopOnFullDisk(tune.Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            full = [o for o in search.outcomes.values() if NO_SPACE in str(o.get("reason") or "")]
+            if full and not fault:
+                fault.append(f"no space left on the device under --out {out} (trial {full[0]['number']})")
+            return bool(full)
+
+    return StopOnFullDisk()
 
 
 def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
