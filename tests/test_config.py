@@ -8,9 +8,9 @@ import optuna
 import pytest
 
 from sweep import cli, models
-from sweep.config import Budget, TrialConfig, fingerprint_differences, fingerprint_digest
-from sweep.errors import SweepError
-from sweep.space_file import load_space, space_path
+from sweep.config import FIELD_RANGES, Budget, TrialConfig, fingerprint_differences, fingerprint_digest
+from sweep.errors import SweepError, quote
+from sweep.space_file import MAX_NODES, RANGES, SEARCH_KEYS, load_space, space_path
 
 SHIPPED = ["lenet", "cifar10_quick", "alexnet", "vgg13", "vgg13_cifar"]
 
@@ -364,3 +364,67 @@ def test_run_with_a_malformed_space_exits_2_with_one_line(tmp_path, capsys):
 def test_trial_config_round_trip_is_unchanged():
     cfg = TrialConfig(model="lenet")
     assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"momentum": 7.5}, "momentum must be in [0, 1], got 7.5"),
+        ({"weight_decay": -3.0}, "weight_decay must be a number >= 0, got -3.0"),
+        ({"batch_size": 10**23}, "batch_size must be an integer in [1, 1048576], got 1000000"),
+        ({"batch_size": 64.0}, "batch_size must be an integer in [1, 1048576], got 64.0"),
+        ({"lam": float("inf")}, "lam must be a number >= 0, got inf"),
+        ({"warmup_epochs": float("nan")}, "warmup_epochs must be a number >= 0, got nan"),
+        ({"lr": float("nan")}, "lr must be a number > 0, got nan"),
+        ({"lr_power": float("-inf")}, "lr_power must be a number >= 0, got -inf"),
+        ({"seed": 2**64}, "seed must be an integer in [0, 4294967295]"),
+        ({"eval_test": "yes"}, "eval_test must be true or false, got 'yes'"),
+        ({"device": ""}, "device must be a non-empty string, got ''"),
+        ({"layers": []}, "layers must be null (every layer that can lose units) or a non-empty list"),
+        ({"layer_scales": {"fc1": float("nan")}}, "layer_scales.fc1 must be a number >= 0, got nan"),
+        ({"lr_milestones": [1.5]}, "lr_milestones[0] must be an integer in [0, 100000], got 1.5"),
+        ({"penalty": "x" * 100_000}, "penalty must be one of none, l1,"),
+    ],
+)
+def test_trial_config_refuses_every_nonsense_value_by_name(settings, message):
+    with pytest.raises(SweepError) as err:
+        TrialConfig(model="lenet", **settings).validate()
+    assert message in str(err.value)
+    assert len(str(err.value)) < 250, "a value is quoted short, however long it is"
+
+
+def test_random_shift_is_at_most_half_the_image():
+    assert TrialConfig(model="lenet", random_shift=14).validate((28, 28)).random_shift == 14
+    with pytest.raises(SweepError, match=r"random_shift must be an integer in \[0, 14\] \(pixels"):
+        TrialConfig(model="lenet", random_shift=15).validate((28, 28))
+    assert TrialConfig(model="lenet", random_shift=15).validate().random_shift == 15, "no image: no bound"
+
+
+def test_a_searched_range_obeys_the_rules_of_a_fixed_value():
+    for key, kind in SEARCH_KEYS.items():
+        if kind in ("float", "int"):
+            assert key in RANGES, key
+            assert key == "debias_fraction" or RANGES[key] is FIELD_RANGES[key]
+
+
+def test_quote_is_short_whatever_the_value():
+    assert quote("abc") == "'abc'"
+    assert len(quote("x" * 10**6)) <= 83
+    shared = ["lol"] * 9
+    for _ in range(9):
+        shared = [shared] * 9  # 9^10 strings by reference, as PyYAML builds aliases
+    assert len(quote(shared)) <= 83
+
+
+def test_a_yaml_bomb_is_refused_quickly_with_a_short_line(tmp_path):
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    text = "fixed:\n" + "".join(f"  {line}\n" for line in lines) + "model: *a8\nsearch: {}\n"
+    assert len(text) < 500
+    with pytest.raises(SweepError, match=f"expand it to more than {MAX_NODES} YAML nodes") as err:
+        load_space("lenet", write(tmp_path, text))
+    assert len(str(err.value)) < 300
+    # a space just under the limit still loads
+    choices = ", ".join(str(i / 1000) for i in range(1, 999))
+    text = f"model: lenet\nsearch: {{penalty: {{choices: [l1]}}, lam: {{choices: [{choices}]}}}}\n"
+    assert len(load_space("lenet", write(tmp_path, text, "ok.yaml")).search["lam"].choices) == 998

@@ -30,9 +30,9 @@ VALID = "model: lenet\nsearch: {penalty: {choices: [l1]}}\n"
 
 
 def _billion_laughs() -> str:
-    """About 380 bytes that expand to 9^9 strings; PyYAML shares the nodes, printing them does not."""
+    """Under 500 bytes that expand to 9^9 strings; PyYAML shares the nodes, printing them does not."""
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
     return "fixed:\n" + "".join(f"  {line}\n" for line in lines) + "model: *a8\nsearch: {}\n"
 
 
