@@ -356,3 +356,25 @@ def test_export_of_a_real_trial_matches_its_record(
     chosen = [sparse, baseline][card["source"]["trial"]]
     assert card["top1_error"]["test"] == pytest.approx(chosen["test_top1_error"], abs=1e-9)
     assert not (out / "model.ts").exists() and list((tmp_path / "export").iterdir()) == [out]
+
+
+@pytest.mark.parametrize("mount", ["ro,size=1m", "size=64k"])
+def test_export_onto_a_read_only_or_full_disk_is_one_line_and_leaves_nothing(
+    tiny_study: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], mount: str
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", mount, "tmpfs", str(disk)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        out = disk / "exports" / "lenet"
+        args = ["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out)]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        expected = "is not a folder this user can write" if mount.startswith("ro") else "No space left"
+        assert expected in err, err
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from sweep.compact import logits_difference
@@ -42,7 +43,12 @@ def check_target(target: Path, force: bool) -> None:
     here = Path.cwd().resolve()
     if target.resolve() == here or target.resolve() in here.parents:
         raise SweepError(f"--out {shown} is the working directory or above it: give a new or empty folder")
-    if not os.path.lexists(target) or _is_empty_folder(target):
+    if not os.path.lexists(target):
+        parent = next(p for p in Path(os.path.abspath(target)).parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise SweepError(f"--out {shown}: {parent} is not a folder this user can write; give another")
+        return
+    if _is_empty_folder(target):
         return
     if target.is_symlink() or not target.is_dir():
         raise SweepError(f"--out {shown} is a file or a link, not a folder: give a new or empty folder")
@@ -84,8 +90,13 @@ def write_export_folder(
     """Write every file into a temporary folder beside ``target``, verify them, then rename it into place."""
     target = Path(os.path.abspath(target))
     created = _first_missing(target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise SweepError(f"cannot write the export to {target}: {err.strerror or err}") from None
     umask = os.umask(0)
     os.umask(umask)
     notes: list[str] = []
@@ -119,10 +130,13 @@ def write_export_folder(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+        if isinstance(err, OSError | RuntimeError | SafetensorError):  # a full disk, as each writer says it
+            first = (str(getattr(err, "strerror", None) or err).strip().splitlines() or [type(err).__name__])[0]
+            raise SweepError(f"cannot write the export to {target}: {first[:300]}") from None
         raise
     return notes
 
