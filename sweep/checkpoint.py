@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,15 @@ def save_checkpoint(
     }
     path = folder / FILENAME
     tmp = folder / (FILENAME + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError of its writer
+        tmp.unlink(missing_ok=True)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        if isinstance(err, RuntimeError) and shutil.disk_usage(folder).free < 2**20:
+            first = "No space left on device"
+        raise SweepError(f"cannot write the checkpoint to {path}: {first}") from None
     return path
 
 

@@ -42,3 +42,13 @@ def atomic_write_bytes(path: str | Path, data: bytes, what: str = "file") -> Non
 
 def atomic_write_text(path: str | Path, text: str, what: str = "file") -> None:
     atomic_write_bytes(path, text.encode("utf-8"), what)
+
+
+def check_writable_folder(path: str | Path, flag: str) -> None:
+    """Refuse, before any work, a ``flag`` folder that this process could not create or write into."""
+    given = Path(path).expanduser().absolute()
+    existing = next(p for p in (given, *given.parents) if p.exists())
+    if not existing.is_dir():
+        raise SweepError(f"{flag} {path}: {existing} is a file, not a folder; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SweepError(f"{flag} {path}: {existing} is not writable; give a folder this user can write")

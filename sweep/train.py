@@ -28,6 +28,8 @@ import torchvision
 import sweep
 from sweep import data, models
 from sweep.checkpoint import save_checkpoint
+from sweep.errors import SweepError
+from sweep.files import check_writable_folder
 from sweep.config import TrialConfig
 from sweep.errors import SweepError, quote
 from sweep.metrics import size_at, sparsity_metrics, top1_error
@@ -268,6 +270,7 @@ def train_command(
 ) -> int:
     if model not in models.names():
         raise SweepError(f"unknown model {model!r}; known: {', '.join(models.names())}")
+    check_writable_folder(out, "--out")
     given = {
         "dataset": dataset,
         "data_dir": data_dir,
