@@ -3,8 +3,8 @@
 One study per (search space, budget): it records the space's fingerprint, the sweep settings and the
 objective names in its user attributes, and every finished trial carries DESIGN.md's user attributes
 (widths, sizes, epochs, early_stopped, checkpoint, config, dataset, seed, versions). A driver that dies
-leaves its trials RUNNING; ``reconcile`` marks them FAIL with the reason, so a resumed sweep neither
-counts nor repeats them.
+leaves its trials RUNNING; ``reconcile`` (in ``sweep.study_drivers``, with the driver identities and
+heartbeats) marks them FAIL with the reason, so a resumed sweep neither counts nor repeats them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import datetime
 import math
 import os
 import re
-import socket
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 import sweep
 from sweep.errors import SweepError
+from sweep.study_drivers import (  # noqa: F401 (driver_alive, driver_identity, reconcile: re-exported)
+    HEARTBEAT_GRACE_S,
+    HEARTBEAT_INTERVAL_S,
+    driver_alive,
+    driver_identity,
+    reconcile,
+)
 
 if TYPE_CHECKING:
     from sweep.config import SearchSpace
@@ -118,8 +124,13 @@ def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBSto
         engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
     else:
         engine_kwargs["pool_pre_ping"] = True
+    # Heartbeats: a live sweep driver records one for each of its trials, so that any other driver can
+    # tell its RUNNING trials from those of a driver that is gone (sweep.study_drivers.reconcile).
+    heartbeat = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         if backend == "sqlite":
             with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -234,63 +245,6 @@ def create_or_resume(
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------- drivers, reconciling
-
-
-def driver_identity() -> dict[str, Any]:
-    """Who runs this sweep: host, process id and that process's start (so a reused pid is not mistaken
-    for the original)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22: start time in clock ticks
-
-
-def driver_alive(driver: Any) -> bool | None:
-    """True/False for a driver on this host; None when it ran elsewhere (cannot be checked from here)."""
-    if not isinstance(driver, dict) or driver.get("host") != socket.gethostname():
-        return None
-    pid = driver.get("pid")
-    if not isinstance(pid, int):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    start = driver.get("start")
-    return start is None or _process_start(pid) in (None, start)
-
-
-def reconcile(study: optuna.Study, all_hosts: bool = False) -> list[int]:
-    """Mark FAIL, with ``fail_reason``, the trials left RUNNING by a driver that is gone: one on this
-    host whose process has ended, or, with ``all_hosts`` (``--resume``: the user says the old driver is
-    stopped), any whose driver is not alive here. Returns the trial numbers it changed."""
-    storage = study._storage
-    changed: list[int] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        driver = trial.user_attrs.get("driver")
-        alive = driver_alive(driver)
-        if alive or (alive is None and not all_hosts):
-            continue
-        where = f"{driver.get('host')} pid {driver.get('pid')}" if isinstance(driver, dict) else "unknown"
-        reason = f"the sweep driver ({where}) stopped while this trial ran; marked failed by the next sweep"
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except RuntimeError:  # finished meanwhile (optuna.exceptions.UpdateFinishedTrialError)
-            continue
-        changed.append(trial.number)
-    return changed
 
 
 # ------------------------------------------------------------------------------------ trial records
