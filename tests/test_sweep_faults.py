@@ -1,9 +1,11 @@
-"""Faults in the middle of a sweep: the disk under --out or under the study database fills up. The sweep
-stops with one line, keeps every finished trial, and a --resume completes the count."""
+"""Faults in the middle of a sweep: the disk under --out or under the study database fills up, or another
+process holds the SQLite database locked past the busy timeout. The sweep stops with one line, keeps every
+finished trial, and a --resume completes the count."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,8 +33,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def fill_after_first_complete(url: str, disk: Path, stop: threading.Event) -> threading.Thread:
-    """Once the study holds a complete trial, fill ``disk`` to the last byte."""
+def fill_after_first_complete(
+    url: str, disk: Path, stop: threading.Event, lock_for_s: float = 0.0
+) -> threading.Thread:
+    """Once the study holds a complete trial, fill ``disk`` to the last byte (or lock the database)."""
 
     def fill() -> None:
         while not stop.is_set():
@@ -43,6 +47,13 @@ def fill_after_first_complete(url: str, disk: Path, stop: threading.Event) -> th
             except Exception:  # not created yet
                 pass
             time.sleep(0.2)
+        if lock_for_s:  # another process's writer that holds the database past the 60 s busy timeout
+            db = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+            db.execute("BEGIN EXCLUSIVE")
+            stop.wait(lock_for_s)
+            db.rollback()
+            db.close()
+            return
         with open(disk / "filler", "wb") as f:
             try:
                 while True:
@@ -68,7 +79,7 @@ def sweep(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("full", ["out", "database"])
+@pytest.mark.parametrize("full", ["out", "database", "locked database"])
 def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     full: str,
     small_disk: Path,
@@ -82,7 +93,7 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     args = ["--trials", "4", "--epochs", "1", "--subset", "300", "--concurrency", "1", "--storage", url]
     args += ["--out", str(out), "--data-dir", str(data.parent)]
     stop = threading.Event()
-    filler = fill_after_first_complete(url, small_disk, stop)
+    filler = fill_after_first_complete(url, small_disk, stop, 75.0 if full == "locked database" else 0.0)
     done = sweep(*args)
     stop.set()
     filler.join(timeout=30)
@@ -99,7 +110,8 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     }
     assert kept, "the trial that finished before the disk filled is kept"
 
-    (small_disk / "filler").unlink()
+    if full != "locked database":
+        (small_disk / "filler").unlink()
     again = sweep(*args, "--resume")
     assert again.returncode == 0, again.stdout + again.stderr
     trials = optuna.load_study(study_name="lenet-mnist", storage=url).trials

@@ -25,6 +25,8 @@ from optuna.trial import TrialState
 
 from sweep import cli
 from sweep.errors import SweepError
+from sweep.ray_leftovers import dead_drivers_sessions
+from sweep.ray_leftovers import processes_of as session_processes
 from sweep.space_file import load_space, space_path
 from sweep.study import TRIAL_ATTRS, create_or_resume, is_baseline, open_storage, trial_params
 from sweep.tune import plan_sweep, run_command, sampled_space
@@ -247,13 +249,22 @@ def test_kill_9_of_the_driver_then_resume_completes_the_count(ray_session, data_
             time.sleep(0.1)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    finally:
+    except BaseException:
         kill_leftovers(driver.pid)
+        raise
     before = {t.number: t for t in optuna.load_study(study_name=name, storage=plain(url)).trials}
     done_before = [n for n, t in before.items() if t.state == TrialState.COMPLETE]
     assert 1 <= len(done_before) < 4
+    sessions = dead_drivers_sessions(before.values())
+    assert len(sessions) == 1, "the killed driver recorded the Ray session it started"
+    (session,) = sessions
 
-    assert run_command(**run_args(*argv, "--resume")) == 0
+    try:
+        assert run_command(**run_args(*argv, "--resume")) == 0
+        time.sleep(0.5)
+        assert not session_processes(session), "nothing of the killed driver's Ray runs after the resume"
+    finally:
+        kill_leftovers(driver.pid)
     after = optuna.load_study(study_name=name, storage=plain(url)).trials
     states = Counter(t.state for t in after)
     assert states[TrialState.COMPLETE] == 4
@@ -414,3 +425,32 @@ def test_a_start_that_cannot_run_refuses_before_the_database_is_written(data_dir
         if mounted.returncode == 0:
             subprocess.run(["umount", str(readonly)], check=False)
     assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+def test_ray_processes_of_a_dead_driver_are_ended_and_a_live_ones_kept(tmp_path):
+    """What a resumed sweep does with the Ray session of a driver that was killed: its processes (they
+    ignore SIGTERM) get SIGKILL; those of a driver still alive are left alone."""
+    from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray
+    from sweep.study_drivers import driver_identity
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = {**driver_identity(), "pid": gone.pid, "start": None, SESSION_KEY: "session_2026_0_111"}
+    alive = {**driver_identity(), SESSION_KEY: "session_2026_0_222"}
+    sleeper = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+    procs = {
+        name: subprocess.Popen([sys.executable, "-c", sleeper, f"--session-dir=/tmp/ray/{name}"])
+        for name in ("session_2026_0_111", "session_2026_0_222")
+    }
+    try:
+        study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize"])
+        for driver in (dead, alive):
+            study.add_trial(optuna.trial.create_trial(values=[1.0], user_attrs={"driver": driver}))
+        time.sleep(0.3)
+        assert end_leftover_ray(study) == 1
+        assert procs["session_2026_0_111"].wait(timeout=10) == -signal.SIGKILL
+        assert procs["session_2026_0_222"].poll() is None
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
