@@ -5,9 +5,34 @@ Adding a model is one decorated function in a file here that returns a ``ChainNe
     @register_model(dataset="mnist", input_size=(1, 28, 28))
     def tiny(num_classes, input_size, widths):
         ...
+
+Networks that are not chains (ResNets, MobileNetV2) are plain ``nn.Module``s built by ``STRUCTURE_MODELS``
+(name -> factory taking ``num_classes`` and ``in_channels``); their channel groups come from
+``sweep.structure``. They join the registry once training and export work on those groups.
 """
+
+from collections.abc import Callable
+
+from torch import nn
 
 from sweep.models import alexnet, cifar_quick, lenet, vgg  # noqa: F401  (registers the models)
 from sweep.models.base import MODELS, ChainNet, create, default_dataset, names, register_model
+from sweep.models.mobilenet import mobilenet_v2
+from sweep.models.resnet import resnet18, resnet20, resnet56
 
-__all__ = ["MODELS", "ChainNet", "create", "default_dataset", "names", "register_model"]
+STRUCTURE_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+    "mobilenet_v2": mobilenet_v2,
+    "resnet18": resnet18,
+}
+
+__all__ = [
+    "MODELS",
+    "STRUCTURE_MODELS",
+    "ChainNet",
+    "create",
+    "default_dataset",
+    "names",
+    "register_model",
+]

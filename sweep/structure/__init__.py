@@ -1,0 +1,14 @@
+"""Coupled channel groups of any network, pruning a copy from keep-masks, and a replayable removal record.
+
+The only part of sweep that imports Torch-Pruning (pinned in pyproject.toml)::
+
+    structure = channel_groups(model, example_input)     # groups named after their root layer
+    compact, record = prune(model, example_input, keep)  # keep: group name -> bool per channel
+    rebuilt = replay(fresh_dense_model, example_input, Removal.from_dict(record.to_dict()))
+    rebuilt.load_state_dict(compact.state_dict())
+"""
+
+from sweep.structure.graph import ChannelGroup, ParamSlice, Structure, channel_groups
+from sweep.structure.prune import Removal, prune, replay
+
+__all__ = ["ChannelGroup", "ParamSlice", "Removal", "Structure", "channel_groups", "prune", "replay"]

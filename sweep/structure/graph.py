@@ -1,0 +1,326 @@
+"""Coupled channel groups of any network, from Torch-Pruning's dependency graph.
+
+Torch-Pruning traces the network through autograd and ties together every layer that shares a channel: a
+residual add ties all the convs that write into its stream, a depthwise conv ties its filter to its input
+channel, a concatenation maps index ranges. From each of its groups we keep the producer side, the
+parameter rows that write the channel (conv/linear out-channel rows and biases, BatchNorm gamma and beta,
+depthwise filters): when all of them are zero the channel is exactly zero wherever it is read, so removing
+it changes nothing.
+
+A graph we cannot vouch for is refused rather than analysed wrongly: parameters in a module type the
+pruning functions do not know, grouped convs, BatchNorm without gamma/beta, a module called twice, an op
+that does not map a zero channel to zero or that mixes channels (a custom autograd function, a transpose,
+a sigmoid, adding a constant).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from sweep.errors import SweepError, quote
+
+PRODUCER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+SUPPORTED_LAYERS = "Conv2d (plain or depthwise), Linear, BatchNorm1d/2d"
+
+# Autograd ops that act on each channel alone and map an all-zero channel to zero. Views, cat, split,
+# slice and expand are followed by Torch-Pruning's index mapping; Add/Sub/Div get extra checks below.
+ZERO_SAFE_OPS = frozenset(
+    {
+        "Add", "Sub", "Mul", "Div", "Neg", "Clone", "T",
+        "Relu", "Hardtanh", "LeakyRelu", "Elu", "Gelu", "Silu", "Tanh", "Hardswish", "Mish",
+        "MaxPool2DWithIndices", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "Mean",
+        "NativeDropout",
+    }
+)  # fmt: skip
+FOLLOWED_TYPES = frozenset(
+    {
+        tp.ops.OPTYPE.CONCAT, tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.RESHAPE, tp.ops.OPTYPE.SLICE,
+        tp.ops.OPTYPE.EXPAND, tp.ops.OPTYPE.OUTPUT,
+    }
+)  # fmt: skip
+_VERSION_SUFFIX = re.compile(r"Backward\d*$")
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """Rows ``rows`` (along dim 0) of parameter ``param`` of module ``module`` carry the group's channels
+    ``channels`` (the same length: ``rows[k]`` carries channel ``channels[k]``)."""
+
+    module: str
+    param: str
+    channels: tuple[int, ...]
+    rows: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}.{self.param}"
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """One coupled set of channels, named after its root layer (the first conv/linear writing it).
+
+    ``slices`` are the producer-side parameter rows; ``concat_rows`` the positions the channels take in
+    each concatenation they pass through; ``layers`` every conv/linear that writes the channels."""
+
+    name: str
+    width: int
+    slices: tuple[ParamSlice, ...]
+    layers: tuple[str, ...]
+    concat_rows: tuple[tuple[int, ...], ...] = ()
+
+    def tensors(self, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(parameter, rows, channels) per slice, the index tensors on the parameter's device."""
+        out = []
+        for s in self.slices:
+            p = model.get_parameter(s.name)
+            out.append(
+                (
+                    p,
+                    torch.tensor(s.rows, dtype=torch.long, device=p.device),
+                    torch.tensor(s.channels, dtype=torch.long, device=p.device),
+                )
+            )
+        return out
+
+    @torch.no_grad()
+    def alive(self, model: nn.Module) -> torch.Tensor:
+        """Bool per channel: any of its producer rows is non-zero."""
+        alive = torch.zeros(self.width, dtype=torch.bool)
+        for p, rows, channels in self.tensors(model):
+            nonzero = p.detach()[rows].reshape(len(rows), -1).ne(0).any(dim=1).cpu()
+            alive[channels.cpu()] |= nonzero
+        return alive
+
+    @torch.no_grad()
+    def zero_(self, model: nn.Module, dead: torch.Tensor) -> None:
+        """Set every producer row of the ``dead`` channels (bool mask of ``width``) to zero."""
+        dead = dead.to(torch.bool).cpu()
+        for p, rows, channels in self.tensors(model):
+            hit = dead[channels.cpu()].to(rows.device)
+            p.data.index_fill_(0, rows[hit], 0)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The channel groups of one network, in forward order, and the graph they came from."""
+
+    groups: tuple[ChannelGroup, ...]
+    graph: tp.DependencyGraph
+
+    def names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    def group(self, name: str) -> ChannelGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise SweepError(f"{name!r} is not a channel group root; allowed: {', '.join(self.names())}")
+
+    def widths(self) -> dict[str, int]:
+        return {g.name: g.width for g in self.groups}
+
+
+def channel_groups(model: nn.Module, example_input: torch.Tensor) -> Structure:
+    """The coupled channel groups of ``model`` (output layer and input channels excluded).
+
+    ``example_input`` is one batch the model accepts. Raises SweepError for a network the analysis
+    cannot follow. The model's parameters, train/eval modes and ``requires_grad`` flags are left as found."""
+    names = {m: n for n, m in model.named_modules()}
+    _check_layers(model)
+    _check_single_use(model, example_input, names)
+    graph = trace(model, example_input)
+    _check_ops(graph, names)
+    order = {n: i for i, n in enumerate(names.values())}
+    groups = []
+    for tp_group in graph.get_all_groups(root_module_types=ROOT_TYPES):
+        group = _from_tp_group(graph, tp_group, names)
+        if group is not None:
+            groups.append(group)
+    groups.sort(key=lambda g: order[g.name])
+    return Structure(tuple(groups), graph)
+
+
+def trace(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    """Torch-Pruning's DependencyGraph of ``model``, built with gradients on for every parameter."""
+    with _tracing(model), torch.enable_grad():
+        # a tuple: Torch-Pruning first tries model(*example_inputs), which would unbatch a bare tensor
+        return tp.DependencyGraph().build_dependency(model, example_inputs=(example_input,), verbose=False)
+
+
+@contextmanager
+def _tracing(model: nn.Module) -> Iterator[None]:
+    # The graph is read from autograd, so frozen parameters would hide their layers; tracing also puts
+    # the model in eval mode, which would silently change a model that is being trained.
+    modes = {m: m.training for m in model.modules()}
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+        for m, training in modes.items():
+            m.training = training
+
+
+def _check_layers(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        where = f"layer {name or '(the model itself)'!r} ({type(m).__name__})"
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not m.affine:
+            raise SweepError(f"{where} has no gamma/beta, so its channels cannot be zeroed; use affine=True")
+        if not any(True for _ in m.parameters(recurse=False)):
+            continue
+        if type(m) not in PRODUCER_TYPES:
+            raise SweepError(
+                f"{where} holds parameters the channel analysis cannot follow; supported: {SUPPORTED_LAYERS}"
+            )
+        if isinstance(m, nn.Conv2d) and m.groups != 1 and not (m.groups == m.in_channels == m.out_channels):
+            raise SweepError(
+                f"{where} is a grouped conv ({m.groups} groups, {m.in_channels} -> {m.out_channels}); "
+                "supported: groups=1 or depthwise with out_channels == in_channels"
+            )
+
+
+def _check_single_use(model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module, str]) -> None:
+    calls: dict[nn.Module, int] = {}
+
+    def count(module: nn.Module, _inputs: object, _output: object) -> None:
+        calls[module] = calls.get(module, 0) + 1
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, PRODUCER_TYPES)]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise SweepError(
+            f"the model cannot take the example input of shape {tuple(example_input.shape)}: "
+            f"{quote(str(err).splitlines()[0] if str(err) else type(err).__name__)}"
+        ) from None
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    reused = [names[m] for m, n in calls.items() if n > 1]
+    if reused:
+        raise SweepError(
+            f"layer {reused[0]!r} is called more than once per forward pass; each layer must be used once"
+        )
+
+
+def _op_name(node: tp.Node) -> str:
+    grad_fn = node.grad_fn
+    return grad_fn.name() if hasattr(grad_fn, "name") else type(grad_fn).__name__
+
+
+def _nearest_layer(node: tp.Node, names: dict[nn.Module, str]) -> str | None:
+    """The named layer closest upstream of ``node``, to say where an op sits."""
+    stack, seen = list(node.inputs), set()
+    while stack:
+        n = stack.pop(0)
+        if n in seen:
+            continue
+        seen.add(n)
+        if isinstance(n.module, nn.Module) and n.module in names:
+            return names[n.module]
+        stack.extend(n.inputs)
+    return None
+
+
+def _check_ops(graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> None:
+    for node in graph.module2node.values():
+        if node.type in FOLLOWED_TYPES or (isinstance(node.module, nn.Module) and node.module in names):
+            continue
+        op = _op_name(node)
+        if node.type == tp.ops.OPTYPE.ELEMENTWISE and _zero_safe(node, op):
+            continue
+        after = _nearest_layer(node, names)
+        where = f" after layer {after!r}" if after else " on the input"
+        raise SweepError(
+            f"op {op}{where} is not one the channel analysis can follow (it must act on each channel "
+            "alone and keep a zero channel zero: relu-like activations, pooling, add/mul of feature maps, "
+            "cat, flatten)"
+        )
+
+
+def _zero_safe(node: tp.Node, op: str) -> bool:
+    base = _VERSION_SUFFIX.sub("", op)
+    if base not in ZERO_SAFE_OPS:
+        return False
+    grad_fn = node.grad_fn
+    inputs = [f for f, _ in getattr(grad_fn, "next_functions", ())]
+    if base in ("Add", "Sub"):
+        # x + constant turns a zero channel into the constant
+        return len(inputs) == 2 and all(f is not None for f in inputs)
+    if base == "T":
+        # a linear layer's weight transposed; a transposed feature map would mix channels with the batch
+        return all(f is None or f.name().startswith("torch::autograd::AccumulateGrad") for f in inputs)
+    if base == "Div":
+        return len(inputs) < 2 or inputs[1] is None  # a zero channel divided by itself is NaN
+    if base == "Mean":
+        dims = getattr(grad_fn, "_saved_dim", None)
+        sizes = getattr(grad_fn, "_saved_self_sym_sizes", None)
+        if dims is None or sizes is None:
+            return False
+        ndim = len(sizes)
+        return all((d - 2**64 if d >= 2**63 else d) % ndim >= 2 for d in dims)
+    return True
+
+
+def _from_tp_group(
+    graph: tp.DependencyGraph, tp_group: tp.Group, names: dict[nn.Module, str]
+) -> ChannelGroup | None:
+    slices: list[ParamSlice] = []
+    layers: list[str] = []
+    concats: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    width = len(tp_group[0].idxs)
+    for item in tp_group:
+        dep = item.dep
+        target = dep.target
+        if not graph.is_out_channel_pruning_fn(dep.handler):
+            continue  # a layer that reads the channels
+        if not target.outputs:
+            return None  # the channels are the network's output: the classifier's classes
+        rows = tuple(int(i) for i in item.idxs)
+        channels = tuple(int(i) for i in item.root_idxs)
+        if target.type == tp.ops.OPTYPE.CONCAT:
+            concats.append((channels, rows))
+            continue
+        module = target.module
+        if not isinstance(module, PRODUCER_TYPES):
+            continue
+        name = names[module]
+        if isinstance(module, ROOT_TYPES):
+            layers.append(name)
+        for pname, p in module.named_parameters(recurse=False):
+            if p is not None:
+                slices.append(ParamSlice(name, pname, channels, rows))
+    if not layers:
+        return None
+    order = {n: i for i, n in enumerate(names.values())}
+    layers.sort(key=order.__getitem__)
+    root = next(s for s in slices if s.module == layers[0] and s.param == "weight")
+    # Channel k of the group is row k of its root layer; Torch-Pruning counts from the layer it started at.
+    to_root = dict(zip(root.channels, root.rows, strict=True))
+    if sorted(to_root.values()) != list(range(width)):
+        raise SweepError(f"layer {layers[0]!r}: its channels are only partly coupled, which is not supported")
+    slices = [
+        ParamSlice(s.module, s.param, tuple(to_root[c] for c in s.channels), s.rows)
+        for s in sorted(slices, key=lambda s: (order[s.module], s.param != "weight", s.param))
+    ]
+    concat_rows = tuple(
+        tuple(r for _, r in sorted(zip((to_root[c] for c in chans), rows, strict=True)))
+        for chans, rows in concats
+    )
+    return ChannelGroup(layers[0], width, tuple(slices), tuple(layers), concat_rows)
