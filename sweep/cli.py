@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=number(), default=1.0)
     p.add_argument("--gpus-per-trial", type=number(), default=0.0)
     p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--max-failures", type=int, default=0, help="times Ray runs a failed trial again")
     p.add_argument("--address", type=text, help="join an existing Ray cluster (ray://host:port or auto)")
     p.add_argument("--resume", action="store_true", help="continue an existing study")
     p.add_argument("--out", type=text, default="runs", help="where Ray keeps trial checkpoints")

@@ -8,20 +8,29 @@ searcher's ``on_trial_complete`` after the trial's last checkpoint has been pers
 comes first), so the recorded ``checkpoint`` is the final one. A trial that raises (NaN loss) reaches the
 searcher without its reason; the reason arrives a moment later through the ``on_trial_error`` callback,
 so the searcher defers the FAIL until then.
+
+Several drivers may share one study: ``suggest`` asks the study for a trial while holding the study's
+cross-driver lock (``sweep.study_drivers.study_lock``), after checking that the study does not already
+hold what this run asks for (``--resume``: complete plus running trials, whoever runs them), and gives
+each trial its first heartbeat. Each trial records the Ray node it runs on (user attribute ``node``)
+from its first result, and every retry Ray makes after a lost worker (``worker_failures``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
 from sweep.study import describe_params, fail_trial, finished_trial_attrs, trial_params, write_trial_attrs
+from sweep.study_drivers import study_lock
 
 RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -40,7 +49,66 @@ def searcher_class():
             self.checkpoints: dict[str, str] = {}  # Ray trial id -> last persisted checkpoint file
             self.outcomes: dict[str, dict[str, Any]] = {}  # Ray trial id -> what the progress line says
             self.pending_failures: dict[str, Any] = {}  # Ray trial id -> Optuna trial awaiting its reason
+            self.worker_failures: dict[str, list[dict[str, Any]]] = {}  # Ray trial id -> retried losses
             self.config_attrs: Any = lambda params: {}  # a failed trial's resolved settings, from its params
+            self.lock: Callable[[], Any] = contextlib.nullcontext  # the study's cross-driver lock
+            self.study_full: Callable[[], bool] = lambda: False  # holds what this run asks for already
+            self.heartbeat: Any = None  # sweep.study_drivers.Heartbeat of this driver's trials
+            self.nodes: dict[str, Any] = {}  # Ray trial id -> the node its last result came from
+
+        def share_study(self, storage: Any, study_id: int, until: int | None) -> None:
+            """Ask under the study's cross-driver lock; with ``until`` (``--resume``), ask for nothing
+            more once the study holds that many complete and running trials, whoever runs them."""
+            self.lock = lambda: study_lock(storage, study_id)
+            if until is not None:
+                holds = (TrialState.COMPLETE, TrialState.RUNNING)
+                self.study_full = lambda: len(storage.get_all_trials(study_id, False, holds)) >= until
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            """Ask the study for a trial under the study's lock, unless it holds enough already."""
+            from ray.tune.search import Searcher
+
+            if trial_id in self._ot_trials:
+                return super().suggest(trial_id)
+            with self.lock():
+                if self.study_full():
+                    return Searcher.FINISHED
+                params = super().suggest(trial_id)
+                if self.heartbeat is not None:
+                    self.heartbeat.beat(self._ot_trials[trial_id]._trial_id)
+            return params
+
+        def live_trial_ids(self) -> list[int]:
+            """Optuna trial ids of this driver's trials that are not finished yet (for the heartbeat)."""
+            return [
+                ot._trial_id
+                for tid, ot in list(self._ot_trials.items())
+                if tid not in self._completed_trials or tid in self.pending_failures
+            ]
+
+        def note_node(self, trial_id: str, node: Any) -> None:
+            """Record where the trial runs as soon as a result says so (again after a retry elsewhere)."""
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None or not node or self.nodes.get(trial_id) == node:
+                return
+            self.nodes[trial_id] = node
+            if trial_id not in self._completed_trials:
+                with contextlib.suppress(RuntimeError):  # finished meanwhile
+                    write_trial_attrs(self._ot_study._storage, ot_trial._trial_id, {"node": node})
+
+        def note_retry(self, trial_id: str, reason: str) -> int | None:
+            """Ray lost the trial's worker and runs it again: keep the reason and the node it was on."""
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is None:
+                return None
+            failures = [
+                *self.worker_failures.get(trial_id, []),
+                {"reason": reason, "node": self.nodes.get(trial_id)},
+            ]
+            self.worker_failures[trial_id] = failures
+            with contextlib.suppress(RuntimeError):
+                write_trial_attrs(self._ot_study._storage, ot_trial._trial_id, {"worker_failures": failures})
+            return ot_trial.number
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)
@@ -130,6 +198,7 @@ def _finite(value: Any) -> bool:
 
 
 # The line of a traceback that names the exception: ``pkg.mod.KindError: message``.
+_NODE_DIED = re.compile(r"its node has died\. Node Id: (\w+)")
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
 
 
@@ -145,6 +214,9 @@ def _error_reason(trial: Any) -> str:
         text = ""
     last_failure = re.split(r"^Failure # \d+.*$", text, flags=re.MULTILINE)[-1]
     lines = [ln.strip() for ln in last_failure.splitlines() if ln.strip()]
+    node_died = next((_NODE_DIED.search(ln) for ln in lines if _NODE_DIED.search(ln)), None)
+    if node_died:  # Ray names no exception kind then, only the node and why it went
+        return f"the Ray node running the trial died (node {node_died.group(1)}): {lines[-1]}"[:500]
     for line in reversed(lines):
         found = _EXCEPTION_LINE.match(line)
         if found:
@@ -158,10 +230,13 @@ def progress_class():
     class SweepProgress(tune.Callback):
         """Feeds the searcher the persisted checkpoint paths and error reasons; one line per trial."""
 
-        def __init__(self, search: Any, total: int, scheme: str) -> None:
+        def __init__(
+            self, search: Any, total: int, scheme: str, emit: Callable[[str], None] = print_line
+        ) -> None:
             self.search = search
             self.total = total
             self.scheme = scheme  # "s3://" etc. when --out is a URI: Ray's checkpoint paths lack it
+            self.emit = emit  # where the lines go: this process's stdout, or back to a ray:// client
             self.done = 0
 
         def on_checkpoint(
@@ -173,32 +248,44 @@ def progress_class():
         def on_trial_result(
             self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
         ) -> None:
-            """A line per trained epoch, so a sweep of long trials shows it is moving."""
+            """A line per trained epoch, so a sweep of long trials shows it is moving; the trial's node
+            goes into the study with its first result."""
             if "epoch" not in result or "top1_error" not in result:
                 return
+            record = _record_of(result) or {}
+            self.search.note_node(trial.trial_id, record.get("node"))
             ot_trial = self.search._ot_trials.get(trial.trial_id)
             running = sum(t.status == "RUNNING" for t in trials)
-            print(
+            self.emit(
                 f"  trial {_num(getattr(ot_trial, 'number', None))} epoch {int(result['epoch'])}: held-out "
                 f"error {result['top1_error']:.2f}%, neurons {int(result.get('neurons', 0))} "
-                f"({running} running, {self.done}/{self.total} done)",
-                flush=True,
+                f"({running} running, {self.done}/{self.total} done)"
             )
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            """The trial's worker failed and ``--max-failures`` lets Ray run it again."""
+            reason = _error_reason(trial)
+            number = self.search.note_retry(trial.trial_id, reason)
+            self.emit(f"  trial {_num(number)} lost its worker ({reason}); Ray runs it again")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             reason = _error_reason(trial)
             number = self.search.fail_pending(trial.trial_id, reason)
             self.done += 1
-            print(f"[{self.done}/{self.total}] trial {_num(number)} FAILED: {reason}", flush=True)
+            outcome = self.search.outcomes.get(trial.trial_id) or {}
+            self.emit(
+                f"[{self.done}/{self.total}] trial {_num(number)} FAILED: {outcome.get('reason', reason)}"
+            )
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.done += 1
-            print(
-                f"[{self.done}/{self.total}] {_outcome_line(self.search.outcomes.get(trial.trial_id))}",
-                flush=True,
-            )
+            self.emit(f"[{self.done}/{self.total}] {_outcome_line(self.search.outcomes.get(trial.trial_id))}")
 
     return SweepProgress
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def _num(number: int | None) -> str:

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
+from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
 from sweep.space_file import load_space
 from sweep.study import (
     NO_USABLE,
@@ -48,7 +49,8 @@ from sweep.study import (
     resolve_storage,
     summary_lines,
 )
-from sweep.study_search import EMPTY_LAYERS, RECORD, progress_class, searcher_class
+from sweep.study_drivers import Heartbeat, count_run, study_lock
+from sweep.study_search import EMPTY_LAYERS, RECORD, print_line, progress_class, searcher_class
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
@@ -64,6 +66,7 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
     ``train_trial`` with a report that forwards each epoch (and its checkpoint folder) to Ray."""
 
     def sweep_trial(config: dict[str, Any]) -> None:
+        import ray
         from ray import tune
 
         from sweep.train import HISTORY_KEYS, train_trial, versions
@@ -76,6 +79,11 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
             "dataset": cfg.dataset,
             "seed": cfg.seed,
             "versions": versions(),
+            "node": {  # where Ray placed the trial: the study's user attribute ``node``
+                "id": ray.get_runtime_context().get_node_id(),
+                "ip": ray.util.get_node_ip_address(),
+                "host": socket.gethostname(),
+            },
         }
         history: list[dict[str, Any]] = []
 
@@ -193,6 +201,7 @@ class SweepPlan:
     concurrency: int | None
     address: str | None
     out: str
+    max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
 
 
 def plan_sweep(
@@ -216,6 +225,8 @@ def plan_sweep(
         raise SweepError(f"--trials must be at least 1, got {wanted}")
     if concurrency is not None and concurrency < 1:
         raise SweepError(f"--concurrency must be at least 1, got {concurrency}")
+    if options.get("max_failures", 0) < 0:
+        raise SweepError(f"--max-failures must be 0 or more, got {options['max_failures']}")
     if not cpus > 0 or gpus < 0:
         raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
     if not options["address"]:
@@ -249,6 +260,7 @@ def run_command(
     address: str | None,
     resume: bool,
     out: str,
+    max_failures: int = 0,
 ) -> int:
     """``sweep run``: search the model's space for the error/size trade-off; trials go to the study.
 
@@ -273,6 +285,7 @@ def run_command(
         concurrency=concurrency,
         address=address,
         out=out,
+        max_failures=max_failures,
     )
     url = resolve_storage(storage)
     print(f"storage: {display_url(url)}", flush=True)
@@ -289,10 +302,14 @@ def run_command(
     # Everything that can refuse the run does so before the database is written: the data and the trial
     # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        data_checked = pool.submit(_check_data, plan.base)
+        # through ray:// the data must be where the Tune driver runs: on the cluster, checked there
+        data_checked = None if is_client(plan.address) else pool.submit(_check_data, plan.base)
         started_ray = _start_ray(plan.address)
         try:
-            data_checked.result()
+            if data_checked is None:
+                check_data_on_cluster(plan.base)
+            else:
+                data_checked.result()
             if plan.address:
                 _check_cluster_gpus(plan.gpus_per_trial)
         except BaseException:
@@ -363,7 +380,7 @@ def _run_study(
             f"objectives {', '.join(plan.space.objectives)}",
             flush=True,
         )
-        outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault)
+        outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, plan.trials if resume else None)
     _print_run_line(outcomes, started)
     try:
         summary = summary_lines(load_existing(rdb, plan.name), display_url(url))
@@ -377,7 +394,11 @@ def _run_study(
             "continue with --resume"
         )
     cut = sum(o.get("reason") == STOPPED for o in outcomes)
-    if cut or len(outcomes) < max(remaining, 0):
+    short = len(outcomes) < max(remaining, 0)
+    if short and resume:  # fewer trials here is no stop when other drivers of the study run the rest
+        held = opened.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        short = len(held) < plan.trials
+    if cut or short:
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
@@ -398,17 +419,25 @@ def _fit(
     n_trials: int,
     seed: int,
     fault: list[str],
+    until: int | None = None,
+    emit: Any = print_line,
 ) -> list[dict[str, Any]]:
     """Run ``n_trials`` trials through Ray Tune; returns one outcome per finished trial. A fault that
-    stops the run (a full disk, a database that cannot be written) is appended to ``fault``."""
+    stops the run (a full disk, a database that cannot be written) is appended to ``fault``. With
+    ``until`` (``--resume``), no trial is asked for once the study holds that many complete and running
+    trials, whichever driver runs them. Through ray:// all this runs on the cluster (sweep.ray_client)."""
+    if is_client(plan.address):
+        return fit_on_cluster(plan, rdb, n_trials, seed, fault, until)
     only = ("penalty", "lam") if plan.sampler == "grid" else None
     space = sampled_space(plan.space, study)
     points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
-    enqueue_missing(study, points, limit=n_trials)
-    # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws.
-    sampler = make_sampler(
-        plan.sampler, seed * 1_000_003 + len(study.get_trials(deepcopy=False)), plan.trials
-    )
+    with study_lock(rdb, study._study_id):  # other drivers of the study wait (sweep.study_drivers)
+        enqueue_missing(study, points, limit=n_trials)
+        runs = count_run(study)
+    # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws,
+    # and drivers started together on one study do not draw the same trials.
+    offset = len(study.get_trials(deepcopy=False)) + 7_919 * runs
+    sampler = make_sampler(plan.sampler, seed * 1_000_003 + offset, plan.trials)
     driver = driver_identity()
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
@@ -441,6 +470,7 @@ def _fit(
         study_name=plan.name,
     )
     search.config_attrs = lambda params: _config_attrs(plan, params)
+    search.share_study(rdb, study._study_id, until)
     limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
     epochs = plan.base.epochs
     trial_scheduler = (
@@ -466,10 +496,12 @@ def _fit(
             name=plan.name,
             storage_path=storage_path,
             verbose=0,
-            callbacks=[progress_class()(search, n_trials, scheme)],
+            callbacks=[progress_class()(search, n_trials, scheme, emit)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=stop_on_full_disk(search, fault, plan.out),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            # A failed trial (its worker or node lost, or an error it raised) is run again from its
+            # start, up to --max-failures times, before it is marked FAIL.
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures, fail_fast=False),
         ),
     )
     with warnings.catch_warnings():
@@ -477,7 +509,8 @@ def _fit(
         for logger in ("ray.tune", "ray.train"):
             logging.getLogger(logger).setLevel(logging.CRITICAL)
         try:
-            tuner.fit()
+            with Heartbeat(rdb, search.live_trial_ids) as search.heartbeat:
+                tuner.fit()
         except (EOFError, pickle.UnpicklingError):
             pass  # Ray's own result grid could not read an error.pkl (a full disk): the study holds the record
         except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError) as err:
@@ -489,9 +522,7 @@ def _fit(
                 cut = []
                 fault.append(f"the study database could not be written ({first_line(err)})")
             if cut:
-                print(
-                    f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop", flush=True
-                )
+                emit(f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop")
     return list(search.outcomes.values())
 
 
