@@ -9,11 +9,15 @@ prox also shrinks the surviving neurons and that costs accuracy."""
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import json as jsonlib
 import math
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -23,15 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 import sweep
 from sweep import data, models
 from sweep.checkpoint import save_checkpoint
-from sweep.errors import SweepError
-from sweep.files import check_writable_folder
 from sweep.config import TrialConfig
 from sweep.errors import SweepError, quote
+from sweep.files import check_writable_folder
 from sweep.metrics import size_at, sparsity_metrics, top1_error
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 
@@ -76,9 +78,28 @@ def versions() -> dict[str, str]:
     return {
         "sweep": sweep.__version__,
         "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision_version(),
         "python": platform.python_version(),
     }
+
+
+@functools.cache
+def torchvision_version() -> str:
+    """``torchvision.__version__`` (local tag included, e.g. ``+cu130``), read from its ``version.py``
+    without importing torchvision: that import costs a second or more in every trial's worker process,
+    and a trial on an in-memory dataset needs nothing else from it."""
+    loaded = sys.modules.get("torchvision")
+    if loaded is not None:
+        return str(loaded.__version__)
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, flags=re.MULTILINE)
+    return found.group(1) if found else importlib.metadata.version("torchvision")
 
 
 def seed_everything(seed: int) -> None:

@@ -41,7 +41,6 @@ from sweep.study import (
     enqueue_missing,
     grid_points,
     is_baseline,
-    jsonable,
     load_existing,
     make_sampler,
     open_storage,
@@ -96,7 +95,9 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
                 if isinstance(v, int | float) and not isinstance(v, bool) and k != "done"
             }
             flat[EMPTY_LAYERS] = len(metrics.get("empty_layers") or [])
-            flat[RECORD] = json.dumps(jsonable(record))
+            # Plain json, not sweep.study's jsonable: referring to it here would import sweep.study (Optuna,
+            # SQLAlchemy) into every trial's worker. The driver makes the values JSON-safe when it records.
+            flat[RECORD] = json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v))
             checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
             tune.report(flat, checkpoint=checkpoint)
 
