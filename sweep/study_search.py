@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from sweep.study import describe_params, fail_trial, finished_trial_attrs, trial_params, write_trial_attrs
@@ -34,6 +36,7 @@ from sweep.study_drivers import study_lock
 
 RECORD = "record"  # result key holding the full metrics as JSON (nested values stay out of Ray's loggers)
 CHECKPOINT_FILE = "checkpoint.pt"
+DATABASE_WRITE_FAILED = "the study database could not be written"
 EMPTY_LAYERS = "empty_layers"  # the trial's constraint: layers left without a neuron (> 0: infeasible)
 
 
@@ -111,6 +114,16 @@ def searcher_class():
             return ot_trial.number
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            try:
+                self._record(trial_id, result, error)
+            except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
+                # Left RUNNING in the study (it cannot be written now); the sweep stops on this outcome
+                # and a --resume marks the trial FAIL.
+                number = self._ot_trials[trial_id].number
+                reason = f"{DATABASE_WRITE_FAILED} ({first_line(err)})"
+                self.outcomes[trial_id] = {"number": number, "state": "FAIL", "reason": reason}
+
+        def _record(self, trial_id: str, result: dict | None, error: bool) -> None:
             ot_trial = self._ot_trials.get(trial_id)
             if ot_trial is None or trial_id in self._completed_trials:
                 return
@@ -185,6 +198,24 @@ def searcher_class():
             return numbers
 
     return StudySearch
+
+
+def first_line(err: BaseException) -> str:
+    """The innermost cause's first line: what went wrong, without SQLAlchemy's or Optuna's wrapping."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def root_cause_line(traceback_text: str) -> str:
+    """``Kind: message`` of the first exception in a traceback's text: the root of a chain of causes."""
+    for line in traceback_text.splitlines():
+        found = _EXCEPTION_LINE.match(line.strip())
+        if found:
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2)}".strip()[:300]
+    lines = [ln.strip() for ln in traceback_text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no reason given"
 
 
 def _record_of(result: dict | None) -> dict[str, Any] | None:

@@ -28,7 +28,10 @@ from optuna.trial import TrialState
 
 from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
+from sweep.files import check_writable_folder
 from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
+from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray, local_session_name
+from sweep.ray_start import capacity, check_cluster_gpus, local_gpus, start_ray, stop_ray
 from sweep.space_file import load_space
 from sweep.study import (
     NO_USABLE,
@@ -49,12 +52,20 @@ from sweep.study import (
     summary_lines,
 )
 from sweep.study_drivers import Heartbeat, count_run, study_lock
-from sweep.study_search import EMPTY_LAYERS, RECORD, print_line, progress_class, searcher_class
+from sweep.study_search import (
+    DATABASE_WRITE_FAILED,
+    EMPTY_LAYERS,
+    RECORD,
+    first_line,
+    print_line,
+    progress_class,
+    root_cause_line,
+    searcher_class,
+)
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
 NO_SPACE = "No space left on device"  # strerror of ENOSPC, in a failed trial's reason
-REACH_TIMEOUT_S = 5.0  # for the cluster address to answer a TCP connection
 
 
 # ------------------------------------------------------------------------------------ the trainable
@@ -110,78 +121,6 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
 # -------------------------------------------------------------------------------------------- ray
 
 
-def _local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def _start_ray(address: str | None) -> bool:
-    """Start (or join) Ray; False when a session was already running in this process (kept afterwards)."""
-    import ray
-
-    if address:
-        _check_reachable(address)
-    if ray.is_initialized():
-        return False
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(
-                address="local",  # a fresh instance sized to this machine, not one `ray start` left running
-                num_cpus=os.cpu_count() or 1,
-                num_gpus=_local_gpus(),
-                include_dashboard=False,
-                object_store_memory=256 * 2**20,
-                **quiet,
-            )
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SweepError(
-            f"cannot start Ray{f' at {address}' if address else ''}: {str(err).splitlines()[0]}"
-        ) from None
-    return True
-
-
-def _check_reachable(address: str) -> None:
-    """Fail at once on a HOST:PORT (or ray://HOST:PORT) nobody listens on; Ray itself would wait minutes."""
-    host_port = address.removeprefix("ray://")
-    if address == "auto" or ":" not in host_port:
-        return
-    host, _, port = host_port.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise SweepError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
-    except OSError as err:
-        raise SweepError(
-            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with `ray start --head` "
-            "or give the address it printed"
-        ) from None
-
-
-def _capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """Trials that fit on the Ray cluster at once."""
-    import ray
-
-    total = ray.cluster_resources()
-    fits = [int(total.get("CPU", 0) // cpus_per_trial)] if cpus_per_trial > 0 else []
-    if gpus_per_trial > 0:
-        fits.append(int(total.get("GPU", 0) // gpus_per_trial))
-    return max(1, min(fits)) if fits else 1
-
-
-def _check_cluster_gpus(gpus_per_trial: float) -> None:
-    import ray
-
-    most = max((n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
-    if gpus_per_trial > most:
-        raise SweepError(
-            f"--gpus-per-trial {gpus_per_trial:g} is more than the {most:g} GPU(s) of any Ray node"
-        )
-
-
 # ------------------------------------------------------------------------------------- the command
 
 
@@ -203,6 +142,7 @@ class SweepPlan:
     address: str | None
     out: str
     max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
+    ray_session: str | None = None  # the Ray session this driver started itself, if it did
 
 
 def plan_sweep(
@@ -233,7 +173,7 @@ def plan_sweep(
     if not options["address"]:
         for flag, asked, have, unit in (
             ("--cpus-per-trial", cpus, os.cpu_count() or 1, "CPU"),
-            ("--gpus-per-trial", gpus, _local_gpus() if gpus > 0 else 0, "GPU"),
+            ("--gpus-per-trial", gpus, local_gpus() if gpus > 0 else 0, "GPU"),
         ):
             if asked > have:
                 raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}(s) of this machine")
@@ -305,40 +245,28 @@ def run_command(
     with ThreadPoolExecutor(max_workers=1) as pool:
         # through ray:// the data must be where the Tune driver runs: on the cluster, checked there
         data_checked = None if is_client(plan.address) else pool.submit(_check_data, plan.base)
-        started_ray = _start_ray(plan.address)
+        started_ray = start_ray(plan.address)
+        plan.ray_session = local_session_name() if started_ray else None
         try:
             if data_checked is None:
                 check_data_on_cluster(plan.base)
             else:
                 data_checked.result()
             if plan.address:
-                _check_cluster_gpus(plan.gpus_per_trial)
+                check_cluster_gpus(plan.gpus_per_trial)
         except BaseException:
-            _stop_ray(started_ray)
+            stop_ray(started_ray)
             raise
     try:
         return _run_study(plan, url, rdb, resume, seed, started)
     finally:
-        _stop_ray(started_ray)
-
-
-def _stop_ray(started_here: bool) -> None:
-    if started_here:
-        import ray
-
-        ray.shutdown()
+        stop_ray(started_ray)
 
 
 def _check_out(out: str) -> None:
     """``--out`` must be a folder this process can create or write (a URI is left to Ray)."""
-    if "://" in out:
-        return
-    path = Path(out).expanduser().absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise SweepError(f"--out {out}: {existing} is a file, not a folder; give a folder for the trials")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SweepError(f"--out {out}: {existing} is not writable; give a folder this user can write")
+    if "://" not in out:
+        check_writable_folder(out, "--out")
 
 
 def _run_study(
@@ -358,6 +286,9 @@ def _run_study(
     for line in opened.differences:
         print(f"note: the search space changed since the study began (--resume goes on): {line}", flush=True)
     failed_now = reconcile(opened.study, all_hosts=resume)
+    ended = end_leftover_ray(opened.study, plan.ray_session)
+    if ended:
+        print(f"ended {ended} Ray process(es) that a killed sweep of this study left running", flush=True)
     if failed_now:
         print(
             f"marked FAIL: trial(s) {', '.join(map(str, failed_now))}, left running by a stopped sweep",
@@ -439,7 +370,7 @@ def _fit(
     # and drivers started together on one study do not draw the same trials.
     offset = len(study.get_trials(deepcopy=False)) + 7_919 * runs
     sampler = make_sampler(plan.sampler, seed * 1_000_003 + offset, plan.trials)
-    driver = driver_identity()
+    driver = {**driver_identity(), **({SESSION_KEY: plan.ray_session} if plan.ray_session else {})}
 
     def define_by_run(trial: optuna.Trial) -> dict[str, Any]:
         # Returned, not only suggested: the baseline's penalty none is a constant, not an Optuna parameter.
@@ -456,6 +387,7 @@ def _fit(
     ):
         os.environ.setdefault(var, value)
     from ray import tune
+    from ray.tune.error import TuneError
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
@@ -472,7 +404,7 @@ def _fit(
     )
     search.config_attrs = lambda params: _config_attrs(plan, params)
     search.share_study(rdb, study._study_id, until)
-    limit = min(plan.concurrency or _capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
+    limit = min(plan.concurrency or capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
     epochs = plan.base.epochs
     trial_scheduler = (
         ParetoASHA(objectives, max_t=epochs, grace_period=max(1, epochs // 4), reduction_factor=3)
@@ -499,7 +431,7 @@ def _fit(
             verbose=0,
             callbacks=[progress_class()(search, n_trials, scheme, emit)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            stop=stop_on_full_disk(search, fault, plan.out),
+            stop=stop_on_fault(search.outcomes, fault, plan.out),
             # A failed trial (its worker or node lost, or an error it raised) is run again from its
             # start, up to --max-failures times, before it is marked FAIL.
             failure_config=tune.FailureConfig(max_failures=plan.max_failures, fail_fast=False),
@@ -515,42 +447,46 @@ def _fit(
         except (EOFError, pickle.UnpicklingError):
             pass  # Ray's own result grid could not read an error.pkl (a full disk): the study holds the record
         except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError, OSError) as err:
-            fault.append(f"the study database could not be written ({first_line(err)})")
+            fault.append(f"{DATABASE_WRITE_FAILED} ({first_line(err)})")
+        except TuneError as err:  # a callback's error, as the text of its traceback
+            cause = root_cause_line(str(err))
+            database = any(kind in str(err) for kind in ("StorageInternalError", "sqlalchemy.exc."))
+            fault.append(f"{DATABASE_WRITE_FAILED} ({cause})" if database else f"Ray Tune stopped: {cause}")
         finally:
             try:
                 cut = search.fail_unfinished(STOPPED)
             except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
                 cut = []
-                fault.append(f"the study database could not be written ({first_line(err)})")
+                fault.append(f"{DATABASE_WRITE_FAILED} ({first_line(err)})")
             if cut:
                 emit(f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop")
     return list(search.outcomes.values())
 
 
-def first_line(err: BaseException) -> str:
-    """The innermost cause's first line: what went wrong, without SQLAlchemy's or Ray's wrapping."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
-
-
-def stop_on_full_disk(search: Any, fault: list[str], out: str):
-    """A Tune stopper that ends the run once a trial failed for want of disk space under --out: the trials
-    after it would fail the same way."""
+def stop_on_fault(outcomes: dict[str, dict[str, Any]], fault: list[str], out: str):
+    """A Tune stopper that ends the run once a trial failed for want of disk space under --out, or its
+    result could not be written to the study database: the trials after it would fail the same way."""
     from ray import tune
 
-    class StopOnFullDisk(tune.Stopper):
+    def fault_of(outcome: dict[str, Any]) -> str | None:
+        reason = str(outcome.get("reason") or "")
+        if NO_SPACE in reason:
+            return f"no space left on the device under --out {out} (trial {outcome['number']})"
+        if reason.startswith(DATABASE_WRITE_FAILED):
+            return reason
+        return None
+
+    class StopOnFault(tune.Stopper):
         def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
             return False
 
         def stop_all(self) -> bool:
-            full = [o for o in search.outcomes.values() if NO_SPACE in str(o.get("reason") or "")]
-            if full and not fault:
-                fault.append(f"no space left on the device under --out {out} (trial {full[0]['number']})")
-            return bool(full)
+            found = [f for f in map(fault_of, outcomes.values()) if f]
+            if found and not fault:
+                fault.append(found[0])
+            return bool(found)
 
-    return StopOnFullDisk()
+    return StopOnFault()
 
 
 def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:

@@ -1,0 +1,91 @@
+"""Starting Ray for a sweep, or joining a cluster, and sizing what fits on it. A cluster address is probed
+first: nobody listening there is one line in seconds, where Ray itself would wait minutes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from sweep.errors import SweepError
+
+REACH_TIMEOUT_S = 5.0  # for the cluster address to answer a TCP connection
+
+
+def local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def start_ray(address: str | None) -> bool:
+    """Start (or join) Ray; False when a session was already running in this process (kept afterwards)."""
+    import ray
+
+    if address:
+        check_reachable(address)
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(
+                address="local",  # a fresh instance sized to this machine, not one `ray start` left running
+                num_cpus=os.cpu_count() or 1,
+                num_gpus=local_gpus(),
+                include_dashboard=False,
+                object_store_memory=256 * 2**20,
+                **quiet,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise SweepError(
+            f"cannot start Ray{f' at {address}' if address else ''}: {str(err).splitlines()[0]}"
+        ) from None
+    return True
+
+
+def check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT (or ray://HOST:PORT) nobody listens on; Ray itself would wait minutes."""
+    host_port = address.removeprefix("ray://")
+    if address == "auto" or ":" not in host_port:
+        return
+    host, _, port = host_port.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as err:
+        raise SweepError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with `ray start --head` "
+            "or give the address it printed"
+        ) from None
+
+
+def capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials that fit on the Ray cluster at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [int(total.get("CPU", 0) // cpus_per_trial)] if cpus_per_trial > 0 else []
+    if gpus_per_trial > 0:
+        fits.append(int(total.get("GPU", 0) // gpus_per_trial))
+    return max(1, min(fits)) if fits else 1
+
+
+def check_cluster_gpus(gpus_per_trial: float) -> None:
+    import ray
+
+    most = max((n.get("Resources", {}).get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+    if gpus_per_trial > most:
+        raise SweepError(
+            f"--gpus-per-trial {gpus_per_trial:g} is more than the {most:g} GPU(s) of any Ray node"
+        )
+
+
+def stop_ray(started_here: bool) -> None:
+    if started_here:
+        import ray
+
+        ray.shutdown()
