@@ -305,3 +305,40 @@ def test_bad_keep_masks_and_records_are_refused() -> None:
     ):
         with pytest.raises(SweepError, match="removal record"):
             Removal.from_dict(bad)
+
+
+def sibling_batchnorm(model: models.ChainNet, name: str) -> str | None:
+    """The chain rule the groups used before the dependency analysis: the first BatchNorm after the layer,
+    before the next conv/linear."""
+    children = [n for n, _ in model.body.named_children()]
+    for nxt in children[children.index(name) + 1 :]:
+        m = model.layer(nxt)
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            return None
+        if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            return nxt
+    return None
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_chain_neuron_groups_come_from_the_analysis_and_match_the_chain_rule(name: str) -> None:
+    from sweep.sparsity.groups import _channel_groups, neuron_groups
+
+    model = chain_builder(name)[0]()
+    groups = neuron_groups(model)
+    assert [g.name for g in groups] == model.unit_layers()
+    names = {m: n for n, m in model.body.named_children()}
+    assert [names.get(g.bn) for g in groups] == [sibling_batchnorm(model, g.name) for g in groups]
+    assert _channel_groups(model) is _channel_groups(model)  # traced once per architecture
+
+
+def test_chain_groups_are_traced_again_when_the_shapes_change() -> None:
+    from sweep.sparsity.groups import _channel_groups
+
+    model = models.create("lenet")
+    before = _channel_groups(model)
+    compact, _ = prune(model.body, torch.zeros(1, 1, 28, 28), {"fc1": torch.arange(500) < 100})
+    model.body = compact
+    after = _channel_groups(model)
+    assert after is not before
+    assert {g.name: g.width for g in after}["fc1"] == 100

@@ -3,17 +3,22 @@
 A neuron's group is everything that produces its output: the row of a Linear weight or the filter of a
 Conv weight, its bias, and the gamma and beta of a BatchNorm that follows the layer. Only when all of
 them are zero is the neuron's output exactly zero, so removing it changes nothing.
+
+Which BatchNorm belongs to which layer comes from the dependency analysis of ``sweep.structure``, the one
+mechanism every network's channel groups come from; it is traced once per architecture and remembered.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sweep.errors import SweepError
-from sweep.models.base import UNIT_TYPES, ChainNet
+from sweep.models.base import ChainNet
+from sweep.structure import ChannelGroup, channel_groups
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -83,20 +88,37 @@ def neuron_groups(model: ChainNet, layers: list[str] | None = None) -> list[Neur
                 f"layers {', '.join(unknown)} cannot lose units in {model.name}; allowed: {', '.join(unit)}"
             )
     chosen = set(unit if layers is None else layers)
+    found = {g.name: g for g in _channel_groups(model)}
     out: list[NeuronGroups] = []
-    children = list(model.body.named_children())
-    for i, (name, module) in enumerate(children):
+    for name in unit:
         if name not in chosen:
             continue
-        bn = None
-        for _, nxt in children[i + 1 :]:
-            if isinstance(nxt, UNIT_TYPES):
-                break
-            if isinstance(nxt, BN_TYPES):
-                bn = nxt
-                break
-        out.append(NeuronGroups(name, module, bn))  # type: ignore[arg-type]
+        group = found.get(name)
+        if group is None or group.layers != (name,):
+            raise SweepError(f"layer {name} of {model.name} does not own its output channels alone")
+        bns = [model.layer(m) for m in dict.fromkeys(s.module for s in group.slices) if m != name]
+        if len(bns) > 1 or not all(isinstance(m, BN_TYPES) for m in bns):
+            raise SweepError(f"layer {name} of {model.name}: its channels are also written by other layers")
+        out.append(NeuronGroups(name, model.layer(name), bns[0] if bns else None))  # type: ignore[arg-type]
     return out
+
+
+_GROUPS: weakref.WeakKeyDictionary[ChainNet, tuple[tuple, tuple[ChannelGroup, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _channel_groups(model: ChainNet) -> tuple[ChannelGroup, ...]:
+    """The chain's channel groups (named after its layers), traced again only when its shapes change."""
+    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+    cached = _GROUPS.get(model)
+    if cached is not None and cached[0] == shapes:
+        return cached[1]
+    param = next(model.parameters())
+    example = torch.zeros(1, *model.input_size, dtype=param.dtype, device=param.device)
+    groups = channel_groups(model.body, example).groups
+    _GROUPS[model] = (shapes, groups)
+    return groups
 
 
 def alive_masks(model: ChainNet) -> dict[str, torch.Tensor]:

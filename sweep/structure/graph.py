@@ -136,8 +136,7 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> Structure:
     cannot follow. The model's parameters, train/eval modes and ``requires_grad`` flags are left as found."""
     names = {m: n for n, m in model.named_modules()}
     _check_layers(model)
-    _check_single_use(model, example_input, names)
-    graph = trace(model, example_input)
+    graph = _trace_once_each(model, example_input, names)
     _check_ops(graph, names)
     order = {n: i for i, n in enumerate(names.values())}
     groups = []
@@ -152,8 +151,15 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> Structure:
 def trace(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's DependencyGraph of ``model``, built with gradients on for every parameter."""
     with _tracing(model), torch.enable_grad():
-        # a tuple: Torch-Pruning first tries model(*example_inputs), which would unbatch a bare tensor
-        return tp.DependencyGraph().build_dependency(model, example_inputs=(example_input,), verbose=False)
+        # forward_fn: without one Torch-Pruning first tries model(*example_inputs), which would unbatch a
+        # tensor of batch 1, and retries any failure another way, which would hide the real error
+        return tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_input, forward_fn=_call, verbose=False
+        )
+
+
+def _call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
 
 
 @contextmanager
@@ -191,17 +197,19 @@ def _check_layers(model: nn.Module) -> None:
             )
 
 
-def _check_single_use(model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module, str]) -> None:
+def _trace_once_each(
+    model: nn.Module, example_input: torch.Tensor, names: dict[nn.Module, str]
+) -> tp.DependencyGraph:
+    """``trace``, refusing an input the model cannot take and a layer called more than once (the graph
+    has one node per module, so a reused layer's two uses would be taken for one)."""
     calls: dict[nn.Module, int] = {}
 
     def count(module: nn.Module, _inputs: object, _output: object) -> None:
         calls[module] = calls.get(module, 0) + 1
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, PRODUCER_TYPES)]
-    modes = {m: m.training for m in model.modules()}
     try:
-        with torch.no_grad():
-            model.eval()(example_input)
+        graph = trace(model, example_input)
     except (RuntimeError, ValueError, TypeError) as err:
         raise SweepError(
             f"the model cannot take the example input of shape {tuple(example_input.shape)}: "
@@ -210,13 +218,12 @@ def _check_single_use(model: nn.Module, example_input: torch.Tensor, names: dict
     finally:
         for h in hooks:
             h.remove()
-        for m, training in modes.items():
-            m.training = training
     reused = [names[m] for m, n in calls.items() if n > 1]
     if reused:
         raise SweepError(
             f"layer {reused[0]!r} is called more than once per forward pass; each layer must be used once"
         )
+    return graph
 
 
 def _op_name(node: tp.Node) -> str:

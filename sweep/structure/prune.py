@@ -66,7 +66,8 @@ def prune(
 
     ``keep`` maps group root names to a bool per channel; groups it leaves out keep every channel. The
     original model is not changed."""
-    structure = channel_groups(model, example_input)
+    pruned = copy.deepcopy(model)
+    structure = channel_groups(pruned, example_input)
     removed: dict[str, tuple[int, ...]] = {}
     for name, mask in keep.items():
         group = structure.group(name)
@@ -83,7 +84,8 @@ def prune(
         if idxs:
             removed[name] = idxs
     record = Removal(removed)
-    return replay(copy.deepcopy(model), example_input, record), record
+    _apply(pruned, structure, record)
+    return pruned, record
 
 
 def replay(model: nn.Module, example_input: torch.Tensor, record: Removal) -> nn.Module:
