@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,15 @@ def mnist_like_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         row, col = divmod(int(label), 4)
         images[i, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] = 220
     return images, labels
+
+
+def write_mnist_like(root: Path, n_train: int, n_test: int = 60) -> Path:
+    """``root/mnist/``: the four IDX .gz files of a small learnable MNIST-like set; returns ``root``."""
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = mnist_like_arrays(n, seed)
+        write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
 
 
 @pytest.fixture
@@ -79,3 +88,25 @@ def shared_data_dir() -> Path:
         if (folder / "mnist").is_dir() or (folder / "cifar10").is_dir():
             return folder
     pytest.skip(f"real data not found in {SHARED_DATA} or $SWEEP_DATA_DIR")
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Returns mount(options): a fresh tmpfs (``size=256k``, ``ro,size=1m``...) under tmp_path, unmounted
+    at the end: a real full or read-only disk. Skips where mounting is not allowed (not root)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import mnist_like_arrays, write_idx
+from conftest import write_mnist_like
 from optuna.trial import TrialState
 
 from sweep.study import BASELINE_ATTR, create_or_resume, enqueue_missing, is_baseline, open_storage
@@ -39,12 +39,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for prefix, n, seed in (("train", TRAIN_IMAGES, 0), ("t10k", 60, 1)):
-        images, labels = mnist_like_arrays(n, seed)
-        write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return root
+    return write_mnist_like(tmp_path_factory.mktemp("data"), TRAIN_IMAGES)
 
 
 def free_port() -> int:

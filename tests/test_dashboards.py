@@ -8,7 +8,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -263,25 +263,10 @@ def test_an_idle_client_blocks_no_other_reader_and_a_hang_up_prints_nothing(
     assert "Traceback" not in capfd.readouterr().err
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: smaller than a dashboard page (plotly.js alone is megabytes)."""
-    import subprocess
-
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_dashboard_on_a_full_disk_leaves_the_old_page_whole(
-    url: str, tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+    url: str, tmpfs: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    tiny_disk = tmpfs("size=256k")  # smaller than a dashboard page (plotly.js alone is megabytes)
     old = tiny_disk / "d.html"
     old.write_text("<!DOCTYPE html><p>the page of yesterday</p>")
     assert main(["dashboard", STUDY, "--storage", url, "--out", str(old)]) == 2

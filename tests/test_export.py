@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -360,21 +361,17 @@ def test_export_of_a_real_trial_matches_its_record(
 
 @pytest.mark.parametrize("mount", ["ro,size=1m", "size=64k"])
 def test_export_onto_a_read_only_or_full_disk_is_one_line_and_leaves_nothing(
-    tiny_study: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], mount: str
+    tiny_study: dict[str, Any],
+    tmpfs: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    mount: str,
 ) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", mount, "tmpfs", str(disk)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        out = disk / "exports" / "lenet"
-        args = ["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out)]
-        assert main(args) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "Traceback" not in err, err
-        expected = "is not a folder this user can write" if mount.startswith("ro") else "No space left"
-        assert expected in err, err
-        assert list(disk.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    disk = tmpfs(mount)
+    out = disk / "exports" / "lenet"
+    args = ["export", STUDY, "--storage", tiny_study["storage"], "--trial", "0", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    expected = "is not a folder this user can write" if mount.startswith("ro") else "No space left"
+    assert expected in err, err
+    assert list(disk.iterdir()) == []

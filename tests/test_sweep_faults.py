@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -18,19 +18,6 @@ import pytest
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill_after_first_complete(
@@ -82,10 +69,11 @@ def sweep(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("full", ["out", "database", "locked database"])
 def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     full: str,
-    small_disk: Path,
+    tmpfs: Callable[[str], Path],
     tmp_path: Path,
     write_idx_dataset: Callable[..., Path],
 ) -> None:
+    small_disk = tmpfs("size=48m")
     data = write_idx_dataset(tmp_path / "data" / "mnist", n_train=400, n_test=100)
     db = (small_disk if full == "database" else tmp_path) / "sweep.db"
     url = f"sqlite:///{db}"

@@ -173,11 +173,9 @@ def test_empty_data_dir_message_says_where_it_looked(offline_data_env, tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
-def test_train_onto_a_file_or_a_full_disk_is_one_line(tmp_path, capsys):
+def test_train_onto_a_file_or_a_full_disk_is_one_line(tmp_path, tmpfs, capsys):
     """--out that is a file is refused before training; a disk that fills up ends in one line and leaves
     no partial checkpoint behind."""
-    import subprocess
-
     from sweep.checkpoint import save_checkpoint
     from sweep.models import create
 
@@ -187,14 +185,7 @@ def test_train_onto_a_file_or_a_full_disk_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "is a file, not a folder" in err
     assert (tmp_path / "a-file").read_text() == "mine"
 
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        with pytest.raises(SweepError, match=r"cannot write the checkpoint to .*No space left on device"):
-            save_checkpoint(disk, create("lenet"), TrialConfig(model="lenet"), 1, {})
-        assert list(disk.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    disk = tmpfs("size=256k")
+    with pytest.raises(SweepError, match=r"cannot write the checkpoint to .*No space left on device"):
+        save_checkpoint(disk, create("lenet"), TrialConfig(model="lenet"), 1, {})
+    assert list(disk.iterdir()) == []

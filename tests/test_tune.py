@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import mnist_like_arrays, write_idx
+from conftest import write_mnist_like
 from optuna.trial import TrialState
 
 from sweep import cli
@@ -75,12 +75,7 @@ def ray_session() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """mnist/ with 300 learnable training images and 60 test images, as the four IDX .gz files."""
-    root = tmp_path_factory.mktemp("data")
-    for prefix, n, seed in (("train", TRAIN_IMAGES, 0), ("t10k", 60, 1)):
-        images, labels = mnist_like_arrays(n, seed)
-        write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return root
+    return write_mnist_like(tmp_path_factory.mktemp("data"), TRAIN_IMAGES)
 
 
 def plain(url: str) -> str:
@@ -396,34 +391,24 @@ def test_a_trials_error_reason_is_read_from_text_and_its_pickle_never_loaded(tmp
     assert not ran.exists()
 
 
-def test_a_start_that_cannot_run_refuses_before_the_database_is_written(data_dir, tmp_path, capsys):
+def test_a_start_that_cannot_run_refuses_before_the_database_is_written(data_dir, tmp_path, tmpfs, capsys):
     """An unreachable cluster, an --out that cannot hold trials, a subset too small: no study, no file."""
-    import subprocess
-
     db = tmp_path / "sweep.db"
     base = ["--storage", f"sqlite:///{db}", "--data-dir", str(data_dir), "--subset", str(TRAIN_IMAGES)]
     runs = ["--out", str(tmp_path / "runs")]
     (tmp_path / "a-file").write_text("mine")
-    readonly = tmp_path / "readonly"
-    readonly.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(readonly)], capture_output=True
-    )
     cases = [
         ([*base, *runs, "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
         ([*base, *runs, "--address", "ray://127.0.0.1:1"], "cannot reach a Ray cluster at ray://127.0.0.1:1"),
         ([*base, "--out", str(tmp_path / "a-file" / "runs")], "is a file, not a folder"),
         ([*base, *runs, "--subset", "1"], "subset must be an integer >= 2, got 1"),
     ]
-    if mounted.returncode == 0:
-        cases.append(([*base, "--out", str(readonly / "runs")], "is not writable"))
-    try:
-        for args, message in cases:
-            code, _, err = run_cli(capsys, *args)
-            assert code == 2 and message in one_error_line(err), (args, err)
-    finally:
-        if mounted.returncode == 0:
-            subprocess.run(["umount", str(readonly)], check=False)
+    for args, message in cases:
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and message in one_error_line(err), (args, err)
+    readonly = tmpfs("ro,size=64k")
+    code, _, err = run_cli(capsys, *base, "--out", str(readonly / "runs"))
+    assert code == 2 and "is not writable" in one_error_line(err), err
     assert not db.exists() and not (tmp_path / "runs").exists()
 
 
