@@ -1,19 +1,26 @@
-"""What a trained network would cost once its dead neurons are removed: widths, params, FLOPs, memory.
+"""What a trained network would cost once its dead channels are removed: widths, params, FLOPs, memory.
 
-Sizes are measured on the network rebuilt at the alive widths (on the meta device: no memory, no
-compute), so they count exactly what export will produce. FLOPs come from ``torch.utils.flop_counter``
-(multiply-adds counted as 2) for one image; pooling and activations are not counted."""
+One cost function for every model: a twin of the network on the meta device (no memory, no compute) is
+pruned with ``sweep.structure.prune`` from the alive masks, and the copy that physically remains is
+measured, so it counts exactly what removing the channels produces. FLOPs come from
+``torch.utils.flop_counter`` (multiply-adds counted as 2) for one image; pooling, activations and
+BatchNorm are not counted. Results are remembered per set of masks (an epoch whose widths did not move
+costs nothing)."""
 
 from __future__ import annotations
 
+import copy
+import weakref
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweep import models
-from sweep.models.base import ChainNet
-from sweep.sparsity.groups import alive_widths
+from sweep.models.base import Net
+from sweep.sparsity.groups import alive_masks
+from sweep.structure import prune
 
 BYTES_PER_PARAM = 4  # float32
 
@@ -25,20 +32,60 @@ class NetworkSize:
     memory_mb: float  # float32 weights, MiB
 
 
-def size_at(model: ChainNet, widths: dict[str, int] | None = None) -> NetworkSize:
-    """Size of ``model``'s architecture at ``widths`` (its own widths when None). A width of 0 is
-    measured as 1: such a network is unusable anyway, and the trial says so with ``empty_layers``."""
-    clamped = {k: max(1, v) for k, v in (widths or {}).items()}
-    c, h, w = model.input_size
-    with torch.device("meta"):
-        net = models.create(
-            model.name, num_classes=model.num_classes, in_channels=c, input_size=(h, w), widths=clamped
-        )
-        x = torch.zeros(1, c, h, w)
-    params = sum(p.numel() for p in net.parameters())
-    with FlopCounterMode(display=False) as counter:
-        net.eval()(x)
+class _Twin:
+    """A meta-device copy of one architecture, and the sizes measured on it per keep-mask set."""
+
+    def __init__(self, model: Net) -> None:
+        c, h, w = model.input_size
+        self.shapes = _shapes(model)
+        with torch.device("meta"):
+            twin = models.create(model.name, num_classes=model.num_classes, in_channels=c, input_size=(h, w))
+            if _shapes(twin) != self.shapes:  # a network that was already made smaller
+                twin = copy.deepcopy(model).to("meta")
+            self.example = torch.zeros(1, c, h, w)
+        self.body = twin.body.eval()
+        self.sizes: dict[tuple, NetworkSize] = {}
+
+    def size(self, keep: dict[str, torch.Tensor]) -> NetworkSize:
+        key = tuple((name, bytes(mask.cpu().numpy())) for name, mask in sorted(keep.items()))
+        if key not in self.sizes:
+            body = prune(self.body, self.example, keep)[0] if keep else self.body
+            self.sizes[key] = measure(body, self.example)
+        return self.sizes[key]
+
+
+_TWINS: weakref.WeakKeyDictionary[Net, _Twin] = weakref.WeakKeyDictionary()
+
+
+def _shapes(model: nn.Module) -> tuple:
+    return tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+
+
+def measure(model: nn.Module, example: torch.Tensor) -> NetworkSize:
+    """Parameters, FLOPs for ``example`` (one image) and float32 memory of ``model`` as it is."""
+    params = sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example)
     return NetworkSize(params, int(counter.get_total_flops()), params * BYTES_PER_PARAM / 2**20)
+
+
+def size_at(model: Net, keep: dict[str, torch.Tensor] | None = None) -> NetworkSize:
+    """Size of ``model`` once the channels whose ``keep`` entry is False are removed (``keep``: group root
+    -> bool per channel; groups left out keep every channel; None: the model as it is). A group with no
+    channel left is measured with one: such a network is unusable anyway, and the trial says so with
+    ``empty_layers``."""
+    twin = _TWINS.get(model)
+    if twin is None or twin.shapes != _shapes(model):
+        twin = _TWINS[model] = _Twin(model)
+    masks = {}
+    for name, mask in (keep or {}).items():
+        mask = mask.detach().to("cpu", torch.bool).view(-1)
+        if not mask.any():
+            mask = mask.clone()
+            mask[0] = True
+        if not mask.all():
+            masks[name] = mask
+    return twin.size(masks)
 
 
 @torch.no_grad()
@@ -56,11 +103,12 @@ def top1_error(model: torch.nn.Module, batches, device: torch.device) -> tuple[f
     return 100.0 * wrong / max(total, 1), loss_sum / max(total, 1)
 
 
-def sparsity_metrics(model: ChainNet, full: NetworkSize | None = None) -> dict:
+def sparsity_metrics(model: Net, full: NetworkSize | None = None) -> dict:
     """Alive widths and the size of the network that would remain, beside the full network's."""
-    widths = alive_widths(model)
+    masks = alive_masks(model)
+    widths = {name: int(mask.sum()) for name, mask in masks.items()}
     full = full or size_at(model)
-    now = size_at(model, widths)
+    now = size_at(model, masks)
     return {
         "neurons": sum(widths.values()),
         "widths": widths,

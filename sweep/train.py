@@ -223,7 +223,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
 
 def final_metrics(
     cfg: TrialConfig,
-    model: models.ChainNet,
+    model: models.Net,
     splits: data.Splits,
     device: torch.device,
     dataset: str,
@@ -250,16 +250,22 @@ def final_metrics(
     }
 
 
-def compact_latency_ms(model: models.ChainNet) -> float:
-    """Median CPU milliseconds of one forward pass, batch 1, one thread, of the network rebuilt without
-    its dead neurons (what export would write); 0.0 when a layer has none left (nothing to run)."""
+def compact_latency_ms(model: models.Net) -> float:
+    """Median CPU milliseconds of one forward pass, batch 1, one thread, of the network without its dead
+    channels (rebuilt as export would write a chain, pruned by sweep.structure otherwise); 0.0 when a
+    group has none left (nothing to run)."""
     from sweep.compact import compact, latency_ms, torch_threads
     from sweep.sparsity.groups import alive_masks
+    from sweep.structure import prune
 
     masks = {name: mask.cpu() for name, mask in alive_masks(model).items()}
     if not all(mask.any() for mask in masks.values()):
         return 0.0
-    small = compact(model, masks)
+    if isinstance(model, models.ChainNet):
+        small: torch.nn.Module = compact(model, masks)
+    else:
+        example = torch.zeros(1, *model.input_size, device=next(model.parameters()).device)
+        small = prune(model.body, example, masks)[0].cpu().eval()
     with torch_threads(1):
         return round(latency_ms({"compact": small}, model.input_size, 1, budget_s=1.0)["compact"], 4)
 

@@ -12,7 +12,17 @@ from sweep.config import FIELD_RANGES, Budget, TrialConfig, fingerprint_differen
 from sweep.errors import SweepError, quote
 from sweep.space_file import MAX_NODES, RANGES, SEARCH_KEYS, load_space, space_path
 
-SHIPPED = ["lenet", "cifar10_quick", "alexnet", "vgg13", "vgg13_cifar"]
+SHIPPED = [
+    "lenet",
+    "cifar10_quick",
+    "alexnet",
+    "vgg13",
+    "vgg13_cifar",
+    "resnet20",
+    "resnet56",
+    "mobilenet_v2",
+    "resnet18",
+]
 
 LENET_SPACE = """\
 model: lenet

@@ -5,7 +5,7 @@ from sweep import models
 from sweep.errors import SweepError
 
 # Small inputs keep the ImageNet networks quick; each still runs its real layer stack.
-SMALL = {"alexnet": 127, "vgg13": 32}
+SMALL = {"alexnet": 127, "vgg13": 32, "resnet18": 64}
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -47,6 +47,20 @@ def test_widths_override_builds_a_narrower_network():
     model = models.create("lenet", widths={"conv1": 3, "fc1": 11})
     assert model.widths() == {"conv1": 3, "conv2": 50, "fc1": 11}
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_non_chain_models_are_registered_with_their_channel_groups():
+    assert {"resnet20", "resnet56", "mobilenet_v2", "resnet18"} <= set(models.names())
+    assert not set(models.chain_names()) & {"resnet20", "resnet56", "mobilenet_v2", "resnet18"}
+    model = models.create("resnet20")
+    assert (model.name, model.input_size, model.num_classes) == ("resnet20", (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == 272_474
+    assert model.widths()["layer2.0.conv2"] == 32  # the second stage's residual stream
+    assert isinstance(model.layer("layer2.0.conv1"), torch.nn.Conv2d)
+    assert models.default_dataset("resnet18") == "imagenet"
+    assert models.create("resnet18", input_size=48)(torch.zeros(1, 3, 48, 48)).shape == (1, 10)
+    with pytest.raises(SweepError, match="not a chain"):
+        models.create("resnet20", widths={"conv1": 8})
 
 
 def test_unknown_model_lists_known_names():

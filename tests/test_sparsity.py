@@ -134,3 +134,85 @@ def test_constraining_an_unknown_layer_names_the_allowed_ones():
 
     with pytest.raises(SweepError, match="allowed: conv1, conv2, fc1"):
         neuron_groups(models.create("lenet"), ["fc2"])
+
+
+def resnet_stream():
+    torch.manual_seed(0)
+    model = models.create("resnet20")
+    for m in model.modules():  # gammas that differ per channel, so the group norms do
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.2, 2.0)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return model, neuron_groups(model, ["layer2.0.conv2"])[0]
+
+
+STREAM = [  # every parameter writing the second stage's residual stream
+    *(f"layer2.{b}.conv2.weight" for b in range(3)),
+    *(f"layer2.{b}.bn2.{p}" for b in range(3) for p in ("weight", "bias")),
+    "layer2.0.shortcut.0.weight",
+    "layer2.0.shortcut.1.weight",
+    "layer2.0.shortcut.1.bias",
+]
+
+
+def test_group_lasso_on_a_residual_stream_spans_every_layer_writing_it():
+    model, g = resnet_stream()
+    params = dict(model.body.named_parameters())
+    assert {id(t) for t in g.tensors()} == {id(params[n]) for n in STREAM}
+    size = 3 * 32 * 9 + 16 + 3 * 2 + 2  # three 3x3 convs over 32 channels, the 1x1 projection, 4 BatchNorms
+    assert g.group_size == size and g.uniform_size == size
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.randint(0, 10, (4,))).backward()
+    opt.step()
+    before = {n: params[n].detach().clone() for n in STREAM}
+    norms = sum(before[n].reshape(32, -1).pow(2).sum(1) for n in STREAM).sqrt()
+    t = float(norms.median()) / math.sqrt(size)  # about half the channels must die
+    ProxStep([g], make_penalty("group_lasso"), lam=t / 0.1)(opt)
+    factor = (1 - t * math.sqrt(size) / norms).clamp_min(0)
+    dead = factor == 0
+    assert 8 < int(dead.sum()) < 24
+    for n in STREAM:
+        shape = (-1,) + (1,) * (before[n].dim() - 1)
+        torch.testing.assert_close(params[n].detach(), before[n] * factor.view(shape), rtol=1e-5, atol=1e-6)
+        assert torch.all(params[n][dead] == 0)
+        assert torch.all(opt.state[params[n]]["momentum_buffer"][dead] == 0)
+    near = (factor > 0) & (factor < 1e-5)  # float32 rounding may tip these either way
+    assert torch.equal(~g.alive() | near, dead | near)
+    torch.testing.assert_close(
+        make_penalty("group_lasso").value(g), math.sqrt(size) * (norms * factor).sum(), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_l1_and_dead_mask_work_over_every_slice_of_a_stream():
+    model, g = resnet_stream()
+    params = dict(model.body.named_parameters())
+    before = {n: params[n].detach().clone() for n in STREAM}
+    make_penalty("l1").prox_(g, 0.05)
+    for n in STREAM:
+        assert torch.equal(params[n].detach(), before[n].sign() * (before[n].abs() - 0.05).clamp_min(0))
+    dead = torch.arange(32) % 3 == 0
+    g.zero_(dead)
+    mask = DeadMask(neuron_groups(model))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.randint(0, 10, (4,))).backward()
+        opt.step()
+        mask(opt)
+    assert alive_widths(model)["layer2.0.conv2"] == 32 - int(dead.sum())
+    assert all(torch.all(params[n][dead] == 0) for n in STREAM)
+
+
+def test_nuclear_is_refused_on_a_group_of_several_layers_and_a_non_root_is_refused():
+    from sweep.errors import SweepError
+
+    model, g = resnet_stream()
+    with pytest.raises(
+        SweepError, match=r"penalty nuclear acts on one layer's weight matrix; group 'layer2\.0\.conv2'"
+    ):
+        ProxStep([g], make_penalty("nuclear"), lam=0.1)
+    ProxStep(neuron_groups(model, ["layer2.1.conv1"]), make_penalty("nuclear"), lam=0.1)  # one layer: fine
+    with pytest.raises(
+        SweepError, match=r"layer2.1.conv2 cannot lose units .* allowed: conv1, layer1.0.conv1"
+    ):
+        neuron_groups(model, ["layer2.1.conv2"])

@@ -36,7 +36,7 @@ def builder(name: str) -> tuple[Callable[[], nn.Module], torch.Size]:
     return chain_builder(name)
 
 
-ALL_MODELS = models.names() + list(STRUCTURE_MODELS)
+ALL_MODELS = models.chain_names() + list(STRUCTURE_MODELS)
 
 
 def with_batchnorm_statistics(model: nn.Module, size: torch.Size, seed: int = 0) -> nn.Module:
@@ -85,7 +85,7 @@ def test_parameter_counts_of_the_new_models() -> None:
     }
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", models.chain_names())
 def test_chain_groups_are_the_unit_layers(name: str) -> None:
     build, size = chain_builder(name)
     model = build()
@@ -320,7 +320,7 @@ def sibling_batchnorm(model: models.ChainNet, name: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", models.chain_names())
 def test_chain_neuron_groups_come_from_the_analysis_and_match_the_chain_rule(name: str) -> None:
     from sweep.sparsity.groups import _channel_groups, neuron_groups
 

@@ -139,7 +139,10 @@ def test_train_cli_prints_progress_and_json_last_line(tiny_mnist_dir, tmp_path, 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["resnet"], "unknown model 'resnet'; known: alexnet, cifar10_quick, lenet, vgg13, vgg13_cifar"),
+        (
+            ["resnet"],
+            "unknown model 'resnet'; known: alexnet, cifar10_quick, lenet, mobilenet_v2, resnet18, resnet20, resnet56, vgg13, vgg13_cifar",
+        ),
         (["lenet", "--dataset", "svhn"], "unknown dataset 'svhn'; known:"),
         (
             ["lenet", "--penalty", "l0"],

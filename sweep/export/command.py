@@ -64,6 +64,11 @@ def export_command(
         raise SweepError(f"trial {row.number} recorded no checkpoint: there is nothing to export")
     ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage))
     cfg, dense = ckpt.config, ckpt.model.eval()
+    if not isinstance(dense, ChainNet):
+        raise SweepError(
+            f"trial {row.number}: export of model {dense.name!r} is not supported yet (only the chain models "
+            f"{', '.join(models.chain_names())})"
+        )
     masks = alive_masks(dense)
     empty = [name for name, mask in masks.items() if not mask.any()]
     if empty:

@@ -1,14 +1,16 @@
 """Model registry: ``create(name, ...)`` builds any registered network; ``names()`` lists them.
 
-Adding a model is one decorated function in a file here that returns a ``ChainNet``::
+Adding a model is one decorated function in a file here that returns a ``Net`` (any ``nn.Module`` as its
+body) or a ``ChainNet`` (one ``nn.Sequential``)::
 
     @register_model(dataset="mnist", input_size=(1, 28, 28))
     def tiny(num_classes, input_size, widths):
         ...
 
-Networks that are not chains (ResNets, MobileNetV2) are plain ``nn.Module``s built by ``STRUCTURE_MODELS``
-(name -> factory taking ``num_classes`` and ``in_channels``); their channel groups come from
-``sweep.structure``. They join the registry once training and export work on those groups.
+Networks that are not chains (ResNets, MobileNetV2) are registered with ``chain=False``; the plain
+``nn.Module``s they wrap are also built by ``STRUCTURE_MODELS`` (name -> factory taking ``num_classes`` and
+``in_channels``). Every model's channel groups come from ``sweep.structure``; training and metrics work on
+them for any model, while compaction and export (``sweep.compact``) still take chains only.
 """
 
 from collections.abc import Callable
@@ -16,7 +18,17 @@ from collections.abc import Callable
 from torch import nn
 
 from sweep.models import alexnet, cifar_quick, lenet, vgg  # noqa: F401  (registers the models)
-from sweep.models.base import MODELS, ChainNet, create, default_dataset, names, register_model
+from sweep.models.base import (
+    MODELS,
+    ChainNet,
+    Net,
+    chain_names,
+    create,
+    default_dataset,
+    is_chain,
+    names,
+    register_model,
+)
 from sweep.models.mobilenet import mobilenet_v2
 from sweep.models.resnet import resnet18, resnet20, resnet56
 
@@ -31,8 +43,11 @@ __all__ = [
     "MODELS",
     "STRUCTURE_MODELS",
     "ChainNet",
+    "Net",
+    "chain_names",
     "create",
     "default_dataset",
+    "is_chain",
     "names",
     "register_model",
 ]

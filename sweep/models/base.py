@@ -1,13 +1,15 @@
-"""The chain network every model family builds, and the model registry.
+"""The network every registered model is, and the model registry.
 
-Every model is one ``nn.Sequential`` of named layers (conv, batchnorm, activation, pooling, flatten,
-linear). That shape is what lets sparsity groups, metrics and export treat all models alike: a unit
-layer's neurons are its output channels, and the next conv/linear consumes them (through the flatten,
-where one channel becomes a block of ``H*W`` columns).
+Every model is a ``Net``: any ``nn.Module`` as its ``body`` plus its registry name, input size and class
+count. What can lose channels comes from ``sweep.structure``'s dependency analysis of the body: its
+coupled channel groups, named after their root layer (``layer2.0.conv1``), traced once per architecture.
+``ChainNet`` is the Net whose body is one ``nn.Sequential`` of named layers (the seed's chains, which
+``sweep.compact`` and export still handle on their own).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,12 +19,57 @@ from torch import nn
 
 from sweep.errors import SweepError
 from sweep.registry import Registry
+from sweep.structure import ChannelGroup, channel_groups
 
 UNIT_TYPES = (nn.Conv2d, nn.Linear)
 
 
-class ChainNet(nn.Module):
-    """A named chain of layers plus what the rest of sweep needs to know about it."""
+class Net(nn.Module):
+    """Any network (``body``) plus what the rest of sweep needs to know about it."""
+
+    def __init__(
+        self, name: str, body: nn.Module, input_size: tuple[int, int, int], num_classes: int
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.input_size = tuple(input_size)
+        self.num_classes = num_classes
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def layer(self, name: str) -> nn.Module:
+        return self.body.get_submodule(name)
+
+    def unit_layers(self) -> list[str]:
+        """Roots of the channel groups that can lose channels, in forward order (the output layer's
+        classes excluded)."""
+        return [g.name for g in body_groups(self)]
+
+    def widths(self) -> dict[str, int]:
+        return {g.name: g.width for g in body_groups(self)}
+
+
+_GROUPS: weakref.WeakKeyDictionary[Net, tuple[tuple, tuple[ChannelGroup, ...]]] = weakref.WeakKeyDictionary()
+
+
+def body_groups(model: Net) -> tuple[ChannelGroup, ...]:
+    """The channel groups of ``model.body`` (named after their root layers), traced again only when its
+    shapes change."""
+    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+    cached = _GROUPS.get(model)
+    if cached is not None and cached[0] == shapes:
+        return cached[1]
+    param = next(model.parameters())
+    example = torch.zeros(1, *model.input_size, dtype=param.dtype, device=param.device)
+    groups = channel_groups(model.body, example).groups
+    _GROUPS[model] = (shapes, groups)
+    return groups
+
+
+class ChainNet(Net):
+    """A named chain of layers: one ``nn.Sequential``."""
 
     def __init__(
         self,
@@ -31,17 +78,7 @@ class ChainNet(nn.Module):
         input_size: tuple[int, int, int],
         num_classes: int,
     ) -> None:
-        super().__init__()
-        self.name = name
-        self.input_size = tuple(input_size)
-        self.num_classes = num_classes
-        self.body = nn.Sequential(OrderedDict(layers))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def layer(self, name: str) -> nn.Module:
-        return self.body.get_submodule(name)
+        super().__init__(name, nn.Sequential(OrderedDict(layers)), input_size, num_classes)
 
     def unit_layers(self) -> list[str]:
         """Conv and linear layers whose outputs are neurons that can be removed, in forward order.
@@ -58,18 +95,39 @@ class ChainNet(nn.Module):
         return out
 
 
-ModelFactory = Callable[..., ChainNet]
+ModelFactory = Callable[..., Net]
 MODELS: Registry[ModelFactory] = Registry("model")
 
 
-def register_model(name: str | None = None, *, dataset: str, input_size: tuple[int, int, int]) -> Callable:
+def register_model(
+    name: str | None = None, *, dataset: str, input_size: tuple[int, int, int], chain: bool = True
+) -> Callable:
     """Register a model entry function. ``dataset`` is the dataset its search space trains on by default,
-    ``input_size`` (channels, height, width) what it expects when nothing else is said."""
-    return MODELS.register(name, dataset=dataset, input_size=tuple(input_size))
+    ``input_size`` (channels, height, width) what it expects when nothing else is said; ``chain`` whether
+    it returns a ``ChainNet`` (which ``sweep.compact`` and export handle)."""
+    return MODELS.register(name, dataset=dataset, input_size=tuple(input_size), chain=chain)
 
 
 def names() -> list[str]:
     return MODELS.names()
+
+
+def chain_names() -> list[str]:
+    """The registered models that are chains."""
+    return [e.name for e in MODELS if e.meta["chain"]]
+
+
+def is_chain(name: str) -> bool:
+    return bool(MODELS.entry(name).meta["chain"])
+
+
+def no_widths(name: str, widths: dict[str, int]) -> None:
+    """Refuse a ``widths`` override for a model that is not a chain (its widths come from pruning)."""
+    if widths:
+        raise SweepError(
+            f"model {name!r} is not a chain: it cannot be built at other widths; prune it with "
+            "sweep.structure.prune instead"
+        )
 
 
 def default_dataset(name: str) -> str:
@@ -83,7 +141,7 @@ def create(
     input_size: int | tuple[int, int] | None = None,
     widths: dict[str, int] | None = None,
     **kwargs: Any,
-) -> ChainNet:
+) -> Net:
     """Build a registered model. ``input_size`` is the image side (or (H, W)); ``widths`` overrides
     the output width of unit layers by name (how export rebuilds a compact network)."""
     entry = MODELS.entry(name)

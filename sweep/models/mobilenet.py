@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sweep.models.base import Net, no_widths, register_model
+
 # (expansion t, channels c, blocks n, stride s of the first block); the paper's table 2 with the
 # 24-channel stage at stride 1 for CIFAR
 CIFAR_SETTINGS = (
@@ -83,3 +85,9 @@ class MobileNetV2(nn.Module):
 
 def mobilenet_v2(num_classes: int = 10, in_channels: int = 3) -> MobileNetV2:
     return MobileNetV2(num_classes, in_channels)
+
+
+@register_model("mobilenet_v2", dataset="cifar10", input_size=(3, 32, 32), chain=False)
+def mobilenet_v2_net(num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int]) -> Net:
+    no_widths("mobilenet_v2", widths)
+    return Net("mobilenet_v2", mobilenet_v2(num_classes, input_size[0]), input_size, num_classes)

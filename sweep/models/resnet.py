@@ -9,12 +9,17 @@ Shortcuts: identity where the shape is kept; on downsampling a 1x1 conv of strid
 option B adds 2,752 parameters and, being ordinary layers, lets the dependency analysis tie the projection
 to the residual stream it writes into. So each stage's residual stream is one channel group, rooted at
 the first layer that writes into it.
+
+Registered as ``Net``s whose body is the plain module (``resnet20``, ``resnet56`` for CIFAR-10 at 32x32,
+``resnet18`` for ImageNet at any input size of 32 px or more).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from sweep.models.base import Net, no_widths, register_model
 
 CIFAR_STAGES = (16, 32, 64)
 
@@ -87,3 +92,21 @@ def resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
     return model
+
+
+@register_model("resnet20", dataset="cifar10", input_size=(3, 32, 32), chain=False)
+def resnet20_net(num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int]) -> Net:
+    no_widths("resnet20", widths)
+    return Net("resnet20", resnet20(num_classes, input_size[0]), input_size, num_classes)
+
+
+@register_model("resnet56", dataset="cifar10", input_size=(3, 32, 32), chain=False)
+def resnet56_net(num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int]) -> Net:
+    no_widths("resnet56", widths)
+    return Net("resnet56", resnet56(num_classes, input_size[0]), input_size, num_classes)
+
+
+@register_model("resnet18", dataset="imagenet", input_size=(3, 224, 224), chain=False)
+def resnet18_net(num_classes: int, input_size: tuple[int, int, int], widths: dict[str, int]) -> Net:
+    no_widths("resnet18", widths)
+    return Net("resnet18", resnet18(num_classes, input_size[0]), input_size, num_classes)

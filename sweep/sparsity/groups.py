@@ -1,129 +1,209 @@
-"""Which parameters form a neuron.
+"""Which parameters form a neuron (a channel), for any network.
 
-A neuron's group is everything that produces its output: the row of a Linear weight or the filter of a
-Conv weight, its bias, and the gamma and beta of a BatchNorm that follows the layer. Only when all of
-them are zero is the neuron's output exactly zero, so removing it changes nothing.
+A channel's group is everything that produces it: the row of a Linear weight or the filter of a Conv
+weight, its bias, the gamma and beta of the BatchNorms that follow. In a residual network every conv
+writing into one stream (and their BatchNorms) carries the stream's channel; in a MobileNet a depthwise
+filter carries its input channel. Only when all of them are zero is the channel exactly zero wherever it
+is read, so removing it changes nothing.
 
-Which BatchNorm belongs to which layer comes from the dependency analysis of ``sweep.structure``, the one
-mechanism every network's channel groups come from; it is traced once per architecture and remembered.
+The groups come from the dependency analysis of ``sweep.structure`` (``Net.body``), traced once per
+architecture and remembered; here each becomes index tensors on the parameters' device, so the penalties,
+the prox, momentum reset and the debias mask work per channel over all of a group's parameter slices.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sweep.errors import SweepError
-from sweep.models.base import ChainNet
-from sweep.structure import ChannelGroup, channel_groups
+from sweep.models.base import Net, body_groups
+from sweep.structure import ChannelGroup
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 @dataclass
+class GroupSlice:
+    """Rows ``rows`` of ``param`` carry channels ``channels`` of the group; both None when row ``k`` is
+    channel ``k`` for every row (the common case, worked on in place without indexing)."""
+
+    param: torch.Tensor
+    rows: torch.Tensor | None
+    channels: torch.Tensor | None
+
+    def view(self) -> torch.Tensor:
+        """The slice's rows as (n, -1): a view of the parameter when whole, else a copy."""
+        p = self.param.data
+        sub = p if self.rows is None else p.index_select(0, self.rows)
+        return sub.view(sub.shape[0], -1)
+
+    def write_(self, rows: torch.Tensor) -> None:
+        """Store ``rows`` (as returned by ``view``, changed) back into the parameter."""
+        if self.rows is not None:
+            self.param.data.index_copy_(0, self.rows, rows.view(-1, *self.param.shape[1:]))
+
+    def per_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (one per channel of the group) for each row of the slice."""
+        return values if self.channels is None else values.index_select(0, self.channels)
+
+    def rows_of(self, channels: torch.Tensor) -> torch.Tensor:
+        """Row indices of the slice that carry the channels of bool mask ``channels``."""
+        hit = self.per_channel(channels)
+        idx = hit.nonzero().view(-1)
+        return idx if self.rows is None else self.rows.index_select(0, idx)
+
+
+@dataclass
 class NeuronGroups:
-    """The groups of one unit layer: row ``i`` of every tensor in ``tensors()`` belongs to neuron ``i``."""
+    """The channels of one group (named after its root layer): channel ``i`` is carried by the rows of
+    every ``GroupSlice`` mapped to ``i``."""
 
     name: str
-    layer: nn.Conv2d | nn.Linear
-    bn: nn.BatchNorm1d | nn.BatchNorm2d | None
-
-    def tensors(self) -> list[torch.Tensor]:
-        ts = [self.layer.weight]
-        if self.layer.bias is not None:
-            ts.append(self.layer.bias)
-        if self.bn is not None and self.bn.affine:
-            ts += [self.bn.weight, self.bn.bias]
-        return ts
-
-    def rows(self) -> list[torch.Tensor]:
-        """Each tensor viewed as (neurons, -1)."""
-        return [t.data.view(t.shape[0], -1) for t in self.tensors()]
+    width: int
+    slices: list[GroupSlice]
+    modules: list[nn.Module]  # every layer writing the channels, root first, then its BatchNorms etc.
+    sizes: torch.Tensor  # scalars per channel over all slices, |g|
+    uniform_size: int | None = None  # |g| when every channel has the same (the usual case)
 
     @property
-    def width(self) -> int:
-        return self.layer.weight.shape[0]
+    def layer(self) -> nn.Module:
+        """The root layer (the first conv/linear writing the channels)."""
+        return self.modules[0]
+
+    @property
+    def bn(self) -> nn.BatchNorm1d | nn.BatchNorm2d | None:
+        """The BatchNorm of a single-layer group (a chain's), else None."""
+        bns = [m for m in self.modules if isinstance(m, BN_TYPES)]
+        return bns[0] if len(bns) == 1 and self.single_layer else None  # type: ignore[return-value]
+
+    @property
+    def single_layer(self) -> bool:
+        return sum(isinstance(m, nn.Conv2d | nn.Linear) for m in self.modules) == 1
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every parameter the group has rows in."""
+        return list(dict.fromkeys(s.param for s in self.slices))
 
     @property
     def group_size(self) -> int:
-        """Scalars per group, |g|."""
-        return sum(r.shape[1] for r in self.rows())
+        """Scalars per group, |g|, when every channel has the same (else the largest)."""
+        return int(self.sizes.max())
 
     def sq_norms(self) -> torch.Tensor:
-        return sum(torch.linalg.vector_norm(r, dim=1).square_() for r in self.rows())  # type: ignore[return-value]
+        """||w_g||^2 per channel."""
+        out = torch.zeros(self.width, dtype=self.sizes.dtype, device=self.sizes.device)
+        for s in self.slices:
+            sq = torch.linalg.vector_norm(s.view(), dim=1).square_()
+            if s.channels is None:
+                out += sq
+            else:
+                out.index_add_(0, s.channels, sq)
+        return out
+
+    def abs_sum(self) -> torch.Tensor:
+        return sum(s.view().abs().sum() for s in self.slices)  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def scale_(self, factors: torch.Tensor) -> None:
+        """Multiply each channel's rows by its factor."""
+        for s in self.slices:
+            rows = s.view()
+            rows.mul_(s.per_channel(factors).unsqueeze(1))
+            s.write_(rows)
+
+    @torch.no_grad()
+    def soft_threshold_(self, t: float) -> None:
+        """x <- sign(x) * max(|x| - t, 0) on every parameter of the group, in place."""
+        for s in self.slices:
+            rows = s.view()
+            rows.sub_(rows.clamp(-t, t))
+            s.write_(rows)
 
     @torch.no_grad()
     def alive(self) -> torch.Tensor:
-        """Bool per neuron: any of its parameters is non-zero."""
-        return torch.stack([r.ne(0).any(dim=1) for r in self.rows()]).any(dim=0)
+        """Bool per channel: any of its parameters is non-zero."""
+        count = torch.zeros(self.width, dtype=torch.long, device=self.sizes.device)
+        for s in self.slices:
+            nonzero = s.view().ne(0).any(dim=1).long()
+            if s.channels is None:
+                count += nonzero
+            else:
+                count.index_add_(0, s.channels, nonzero)
+        return count > 0
 
     @torch.no_grad()
     def zero_(
         self, dead: torch.Tensor, optimizer: torch.optim.Optimizer | None = None, params: bool = True
     ) -> None:
-        """Set the groups of ``dead`` neurons (bool mask) to zero (unless ``params`` is False: they
+        """Set the rows of ``dead`` channels (bool mask) to zero (unless ``params`` is False: they
         already are), and their optimizer momentum too."""
-        index = dead.nonzero().view(-1)
-        if index.numel() == 0:
+        dead = dead.to(device=self.sizes.device, dtype=torch.bool)
+        if not dead.any():
             return
-        for t in self.tensors():
+        for s in self.slices:
+            index = s.rows_of(dead)
             if params:
-                t.data.index_fill_(0, index, 0)
+                s.param.data.index_fill_(0, index, 0)
             if optimizer is not None:
-                buf = optimizer.state.get(t, {}).get("momentum_buffer")
+                buf = optimizer.state.get(s.param, {}).get("momentum_buffer")
                 if buf is not None:
                     buf.index_fill_(0, index, 0)
 
 
-def neuron_groups(model: ChainNet, layers: list[str] | None = None) -> list[NeuronGroups]:
-    """Groups of the model's unit layers (all of them, or the named ones), in forward order."""
+def _make_groups(model: nn.Module, group: ChannelGroup) -> NeuronGroups:
+    slices: list[GroupSlice] = []
+    param = model.get_parameter(f"{group.slices[0].module}.{group.slices[0].param}")
+    device = param.device
+    sizes = torch.zeros(group.width, dtype=param.dtype, device=device)
+    identity = tuple(range(group.width))
+    for s in group.slices:
+        p = model.get_parameter(s.name)
+        row_size = p[0].numel() if p.dim() > 1 else 1
+        whole = s.rows == identity and s.channels == identity and p.shape[0] == group.width
+        rows = None if whole else torch.tensor(s.rows, dtype=torch.long, device=device)
+        channels = None if whole else torch.tensor(s.channels, dtype=torch.long, device=device)
+        slices.append(GroupSlice(p, rows, channels))
+        if channels is None:
+            sizes += row_size
+        else:
+            sizes.index_add_(
+                0, channels, torch.full((len(s.rows),), float(row_size), dtype=sizes.dtype, device=device)
+            )
+    modules = [model.get_submodule(m) for m in dict.fromkeys(s.module for s in group.slices)]
+    root = model.get_submodule(group.name)
+    modules = [root] + [m for m in modules if m is not root]
+    lo, hi = sizes.aminmax()
+    uniform = int(lo) if bool(lo == hi) else None
+    return NeuronGroups(group.name, group.width, slices, modules, sizes, uniform)
+
+
+def neuron_groups(model: Net, layers: list[str] | None = None) -> list[NeuronGroups]:
+    """Groups of the model's channel groups (all of them, or those rooted at the named layers), in
+    forward order."""
     unit = model.unit_layers()
     if layers is not None:
         unknown = [n for n in layers if n not in unit]
         if unknown:
             raise SweepError(
-                f"layers {', '.join(unknown)} cannot lose units in {model.name}; allowed: {', '.join(unit)}"
+                f"layers {', '.join(unknown)} cannot lose units in {model.name} (not a channel group root); "
+                f"allowed: {', '.join(unit)}"
             )
     chosen = set(unit if layers is None else layers)
-    found = {g.name: g for g in _channel_groups(model)}
-    out: list[NeuronGroups] = []
-    for name in unit:
-        if name not in chosen:
-            continue
-        group = found.get(name)
-        if group is None or group.layers != (name,):
-            raise SweepError(f"layer {name} of {model.name} does not own its output channels alone")
-        bns = [model.layer(m) for m in dict.fromkeys(s.module for s in group.slices) if m != name]
-        if len(bns) > 1 or not all(isinstance(m, BN_TYPES) for m in bns):
-            raise SweepError(f"layer {name} of {model.name}: its channels are also written by other layers")
-        out.append(NeuronGroups(name, model.layer(name), bns[0] if bns else None))  # type: ignore[arg-type]
-    return out
+    return [_make_groups(model.body, g) for g in body_groups(model) if g.name in chosen]
 
 
-_GROUPS: weakref.WeakKeyDictionary[ChainNet, tuple[tuple, tuple[ChannelGroup, ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+def _channel_groups(model: Net) -> tuple[ChannelGroup, ...]:
+    """The model's channel groups (named after their root layers), traced again only when its shapes
+    change."""
+    return body_groups(model)
 
 
-def _channel_groups(model: ChainNet) -> tuple[ChannelGroup, ...]:
-    """The chain's channel groups (named after its layers), traced again only when its shapes change."""
-    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
-    cached = _GROUPS.get(model)
-    if cached is not None and cached[0] == shapes:
-        return cached[1]
-    param = next(model.parameters())
-    example = torch.zeros(1, *model.input_size, dtype=param.dtype, device=param.device)
-    groups = channel_groups(model.body, example).groups
-    _GROUPS[model] = (shapes, groups)
-    return groups
-
-
-def alive_masks(model: ChainNet) -> dict[str, torch.Tensor]:
+def alive_masks(model: Net) -> dict[str, torch.Tensor]:
     return {g.name: g.alive() for g in neuron_groups(model)}
 
 
-def alive_widths(model: ChainNet) -> dict[str, int]:
+def alive_widths(model: Net) -> dict[str, int]:
     return {name: int(mask.sum()) for name, mask in alive_masks(model).items()}

@@ -1,4 +1,5 @@
-"""Sparsity penalties: each has a value and a proximal operator over one layer's neuron groups.
+"""Sparsity penalties: each has a value and a proximal operator over one channel group's parameters
+(which may span several layers: a residual stream, a depthwise pair).
 
 ``prox_(groups, t)`` applies the proximal operator of ``t * penalty`` in place, where ``t`` is the step
 size times lambda. The operators produce exact zeros; that is what lets neurons be removed.
@@ -10,7 +11,9 @@ import math
 from typing import Protocol
 
 import torch
+from torch import nn
 
+from sweep.errors import SweepError
 from sweep.registry import Registry
 from sweep.sparsity.groups import NeuronGroups
 
@@ -33,21 +36,27 @@ def soft_threshold_(x: torch.Tensor, t: float) -> None:
 
 
 def group_shrink_factors(groups: NeuronGroups, t: float) -> torch.Tensor:
-    """max(0, 1 - t*sqrt(|g|)/||w_g||) per neuron; 0 where the group is already zero."""
+    """max(0, 1 - t*sqrt(|g|)/||w_g||) per channel; 0 where the group is already zero. |g| is the
+    channel's size over all of the group's parameter slices."""
     norms = groups.sq_norms().sqrt_()
-    thresh = t * math.sqrt(groups.group_size)
+    size = groups.uniform_size
+    thresh = t * math.sqrt(size) if size is not None else t * groups.sizes.sqrt()
     return (1 - thresh / norms.clamp_min(1e-30)).clamp_min_(0)
 
 
-def scale_rows_(groups: NeuronGroups, factors: torch.Tensor) -> None:
-    for r in groups.rows():
-        r.mul_(factors.unsqueeze(1))
-
-
 def layer_matrix(groups: NeuronGroups) -> torch.Tensor:
-    """The layer's weight as out x (in * k * k)."""
+    """The root layer's weight as out x (in * k * k)."""
     w = groups.layer.weight.data
     return w.view(w.shape[0], -1)
+
+
+def check_single_layer(groups: NeuronGroups) -> None:
+    if not groups.single_layer:
+        raise SweepError(
+            f"penalty nuclear acts on one layer's weight matrix; group {groups.name!r} is written by "
+            f"{sum(isinstance(m, nn.Conv2d | nn.Linear) for m in groups.modules)} layers (a residual "
+            "stream or a depthwise pair): use l1, group_lasso or sparse_group_lasso there"
+        )
 
 
 @PENALTIES.register("none")
@@ -64,12 +73,11 @@ class L1:
     """sum |w| over every parameter of the groups; prox: soft-thresholding."""
 
     def value(self, groups: NeuronGroups) -> torch.Tensor:
-        return sum(r.abs().sum() for r in groups.rows())  # type: ignore[return-value]
+        return groups.abs_sum()
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
-        for r in groups.rows():
-            soft_threshold_(r, t)
+        groups.soft_threshold_(t)
         return ~groups.alive()
 
 
@@ -78,12 +86,15 @@ class GroupLasso:
     """sum over groups sqrt(|g|) * ||w_g||_2; prox: group soft-thresholding."""
 
     def value(self, groups: NeuronGroups) -> torch.Tensor:
-        return math.sqrt(groups.group_size) * groups.sq_norms().sqrt().sum()
+        size = groups.uniform_size
+        if size is not None:
+            return math.sqrt(size) * groups.sq_norms().sqrt().sum()
+        return (groups.sizes.sqrt() * groups.sq_norms().sqrt()).sum()
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
         factors = group_shrink_factors(groups, t)
-        scale_rows_(groups, factors)
+        groups.scale_(factors)
         return factors == 0
 
 
@@ -99,8 +110,7 @@ class SparseGroupLasso:
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
-        for r in groups.rows():
-            soft_threshold_(r, t * self.alpha)
+        groups.soft_threshold_(t * self.alpha)
         return GroupLasso().prox_(groups, t * (1 - self.alpha))
 
 
@@ -110,11 +120,16 @@ class Nuclear:
 
     It lowers the rank rather than the neuron count; export factorises such a layer into two thin ones."""
 
+    def check(self, groups: NeuronGroups) -> None:
+        check_single_layer(groups)
+
     def value(self, groups: NeuronGroups) -> torch.Tensor:
+        check_single_layer(groups)
         return torch.linalg.svdvals(layer_matrix(groups)).sum()
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
+        check_single_layer(groups)
         w = layer_matrix(groups)
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
         s = (s - t).clamp_min_(0)

@@ -28,6 +28,11 @@ class ProxStep:
         self.penalty = penalty
         self.lam = lam
         self.scales = [float(scales.get(g.name, 1.0)) for g in groups]
+        check = getattr(penalty, "check", None)
+        if check is not None:
+            for g, scale in zip(groups, self.scales, strict=True):
+                if lam * scale > 0:
+                    check(g)
 
     def value(self) -> torch.Tensor:
         """lam * sum_layer scale * penalty(layer): the term added to the loss, for logging."""

@@ -1,0 +1,65 @@
+"""Training a network that is not a chain: the prox works on the coupled channel groups of a residual
+network (every conv writing into a stream, their BatchNorms), dead groups are exactly zero, and the
+reported widths and costs are those of the network that physically remains."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sweep.checkpoint import load_checkpoint
+from sweep.config import TrialConfig
+from sweep.structure import channel_groups, prune
+from sweep.train import train_trial
+
+
+def test_resnet20_trial_zeroes_whole_groups_and_reports_the_pruned_network(shared_data_dir, tmp_path):
+    reports: list[tuple[dict, str | None]] = []
+    cfg = TrialConfig(
+        model="resnet20",
+        data_dir=str(shared_data_dir),
+        subset=256,
+        holdout=64,
+        epochs=2,
+        debias_epochs=1,
+        batch_size=16,
+        lr=0.1,
+        penalty="group_lasso",
+        lam=0.1,  # measured: leaves 23 of 32 layer2.0.conv1 channels and 3 of the 32 of its stream
+        layers=["conv1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2"],
+        layer_scales={"layer2.0.conv2": 1.0},  # a residual stream's root names its group
+        device="cpu",
+        eval_test=False,
+    )
+    final = train_trial(cfg, lambda m, ckpt: reports.append((m, ckpt)), str(tmp_path / "ckpt"))
+    widths, full = final["widths"], final["widths_full"]
+    assert list(widths) == list(full) and full["layer2.0.conv2"] == 32 and len(full) == 12
+    assert final["neurons"] == sum(widths.values())
+    assert any(0 < widths[n] < full[n] for n in widths), f"some group must lose channels: {widths}"
+    assert widths["layer3.0.conv2"] == 64  # not constrained
+    assert reports[1][0]["widths"] == widths  # the debias phase holds the dead channels at zero
+
+    model = load_checkpoint(reports[-1][1]).model.eval()
+    x = torch.zeros(1, 3, 32, 32)
+    structure = channel_groups(model.body, x)
+    keep: dict[str, torch.Tensor] = {}
+    for group in structure.groups:
+        alive = torch.zeros(group.width, dtype=torch.bool)
+        for s in group.slices:  # every producer row of a dead channel is exactly zero
+            rows = model.body.get_parameter(s.name).detach()[list(s.rows)].reshape(len(s.rows), -1)
+            alive[list(s.channels)] |= rows.ne(0).any(dim=1)
+        keep[group.name] = alive
+    assert {n: int(k.sum()) for n, k in keep.items()} == widths
+
+    assert all(k.any() for k in keep.values())
+    compact, _ = prune(model.body, x, keep)
+    assert channel_groups(compact, x).widths() == widths
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        compact.eval()(x)
+    assert final["params"] == sum(p.numel() for p in compact.parameters()) < final["params_full"]
+    assert final["flops"] == counter.get_total_flops() < final["flops_full"]
+    assert final["memory_mb"] == round(final["params"] * 4 / 2**20, 4)
+    probe = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        want, got = model(probe), compact(probe)
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-5
