@@ -244,7 +244,7 @@ def run_command(
     # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
     with ThreadPoolExecutor(max_workers=1) as pool:
         # through ray:// the data must be where the Tune driver runs: on the cluster, checked there
-        data_checked = None if is_client(plan.address) else pool.submit(_check_data, plan.base)
+        data_checked = None if is_client(plan.address) else pool.submit(_prepare, plan.base)
         started_ray = start_ray(plan.address)
         plan.ray_session = local_session_name() if started_ray else None
         try:
@@ -334,6 +334,15 @@ def _run_study(
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
+
+
+def _prepare(cfg: TrialConfig) -> None:
+    """What the run needs besides Ray, done while Ray starts: the data checked, Tune's modules imported."""
+    _check_data(cfg)
+    import ray.tune.schedulers
+    import ray.tune.search  # noqa: F401
+
+    import sweep.pareto_asha  # noqa: F401
 
 
 def _check_data(cfg: TrialConfig) -> None:
