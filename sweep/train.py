@@ -376,6 +376,14 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
             f"--layers names {', '.join(map(quote, unknown))}, not a layer that can lose units; "
             f"allowed: {', '.join(allowed)}"
         )
+    if cfg.penalty == "nuclear" and not models.is_chain(model):
+        # nuclear acts on single layers; refuse a residual stream or depthwise pair before reading data
+        ProxStep(
+            neuron_groups(models.create(model), cfg.layers),
+            make_penalty("nuclear"),
+            cfg.lam,
+            cfg.layer_scales,
+        )
     return cfg, source
 
 

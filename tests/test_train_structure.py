@@ -4,10 +4,14 @@ reported widths and costs are those of the network that physically remains."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.checkpoint import load_checkpoint
+from sweep.cli import main
 from sweep.config import TrialConfig
 from sweep.structure import channel_groups, prune
 from sweep.train import train_trial
@@ -63,3 +67,34 @@ def test_resnet20_trial_zeroes_whole_groups_and_reports_the_pruned_network(share
     with torch.no_grad():
         want, got = model(probe), compact(probe)
     assert float((got - want).abs().max() / want.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["--layers", "layer1.0.conv2"],
+            "--layers names 'layer1.0.conv2', not a layer that can lose units; allowed: conv1, layer1.0.conv1, ",
+        ),
+        (
+            ["--penalty", "nuclear", "--lam", "0.01"],
+            "penalty nuclear acts on one layer's weight matrix; group 'conv1' is written by 4 layers",
+        ),
+    ],
+)
+def test_train_refuses_a_non_root_layer_and_nuclear_on_a_stream_in_one_line(args, fragment, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["train", "resnet20", "--epochs", "1", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not out.exists()
+
+
+def test_mobilenet_v2_trains_on_its_depthwise_groups(shared_data_dir, tmp_path, capsys):
+    args = ["train", "mobilenet_v2", "--data-dir", str(shared_data_dir), "--subset", "64", "--epochs", "1"]
+    args += ["--penalty", "group_lasso", "--lam", "0.01", "--out", str(tmp_path / "o"), "--json"]
+    assert main(args) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["widths_full"]["blocks.3.expand.0"] == 144 and len(final["widths"]) == 25
+    assert final["neurons"] == sum(final["widths"].values())
+    assert final["params_full"] == 2_236_682 and final["params"] <= final["params_full"]
