@@ -18,7 +18,7 @@ from sweep.compact import (
     network_cost,
     torch_threads,
 )
-from sweep.models.base import ChainNet
+from sweep.models.base import ChainNet, Net
 
 
 def build_card(
@@ -27,7 +27,7 @@ def build_card(
     row: Any,
     rows: list[Any],
     ckpt: Any,
-    small: ChainNet,
+    small: Net,
     dataset: str,
     info: Any,
     errors: dict[str, Any],
@@ -71,7 +71,10 @@ def build_card(
             "epochs": cfg.epochs,
             "debias_epochs": cfg.debias_epochs,
         },
-        "widths": {"before": dense.widths(), "after": layer_widths(small)},
+        "widths": {
+            "before": dense.widths(),
+            "after": layer_widths(small) if isinstance(small, ChainNet) else small.widths(),
+        },
         "factorised": factorised_ranks(small),
         **{key: _ratio(before[key], after[key]) for key in ("params", "flops", "memory_mb")},
         "top1_error": errors,

@@ -23,7 +23,7 @@ from sweep.errors import SweepError
 from sweep.export.card import build_card, print_summary
 from sweep.export.folder import check_target, write_export_folder
 from sweep.export.formats import EQUIVALENCE_RTOL, FORMATS
-from sweep.models.base import ChainNet
+from sweep.models.base import ChainNet, Net
 from sweep.sparsity.groups import alive_masks
 
 EQUIVALENCE_IMAGES = 256
@@ -64,16 +64,14 @@ def export_command(
         raise SweepError(f"trial {row.number} recorded no checkpoint: there is nothing to export")
     ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage))
     cfg, dense = ckpt.config, ckpt.model.eval()
-    if not isinstance(dense, ChainNet):
-        raise SweepError(
-            f"trial {row.number}: export of model {dense.name!r} is not supported yet (only the chain models "
-            f"{', '.join(models.chain_names())})"
-        )
     masks = alive_masks(dense)
     empty = [name for name, mask in masks.items() if not mask.any()]
     if empty:
         raise SweepError(f"trial {row.number}: layer {empty[0]} has no alive neurons: the network is empty")
-    small = compact(dense, masks, low_rank=low_rank_layers(cfg, dense))
+    if isinstance(dense, ChainNet):
+        small: Net = compact(dense, masks, low_rank=low_rank_layers(cfg, dense))
+    else:  # any other network: sweep.structure cuts the dead channels out of every layer that holds them
+        small = dense.pruned(masks)
 
     dataset = cfg.dataset or row.dataset or models.default_dataset(cfg.model)
     splits = data.load(
@@ -102,7 +100,7 @@ def _parse_formats(text: str) -> list[str]:
     return chosen
 
 
-def _errors(small: ChainNet, row: Any, splits: Any, cfg: Any, finetune: int) -> dict[str, Any]:
+def _errors(small: Net, row: Any, splits: Any, cfg: Any, finetune: int) -> dict[str, Any]:
     """Test error of the compact network, checked against the trial's record, and the fine-tune's."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     error = measure_error(small, splits.test, device)

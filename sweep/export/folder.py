@@ -25,7 +25,7 @@ from sweep.export.formats import (
     save_torchscript,
     write_compact,
 )
-from sweep.models.base import ChainNet
+from sweep.models.base import Net
 
 # Every file an export folder may hold: --force replaces a folder only if it holds nothing else.
 EXPORT_FILES = frozenset(
@@ -85,7 +85,7 @@ def _first_missing(folder: Path) -> Path | None:
 
 
 def write_export_folder(
-    target: Path, force: bool, model: ChainNet, card: dict[str, Any], formats: list[str], probe: torch.Tensor
+    target: Path, force: bool, model: Net, card: dict[str, Any], formats: list[str], probe: torch.Tensor
 ) -> list[str]:
     """Write every file into a temporary folder beside ``target``, verify them, then rename it into place."""
     target = Path(os.path.abspath(target))

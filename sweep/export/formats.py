@@ -16,7 +16,8 @@ from torch import nn
 from sweep import models
 from sweep.compact import LowRankPair, factorised_ranks, layer_widths, network_cost
 from sweep.errors import SweepError
-from sweep.models.base import ChainNet
+from sweep.models.base import ChainNet, Net
+from sweep.structure import Removal
 
 ARCH_FORMAT = "sweep-compact/1"
 FORMATS = ("torchscript", "safetensors", "onnx")
@@ -24,17 +25,22 @@ EQUIVALENCE_RTOL = 1e-5
 ONNX_CHECK_MAX_FLOPS = 1e9  # onnx's reference evaluator is numpy: fine for small networks only
 
 
-def write_compact(folder: str | Path, model: ChainNet, extra: dict[str, Any] | None = None) -> None:
-    """``model.safetensors`` (the state dict) and ``architecture.json`` (what rebuilds the modules)."""
+def write_compact(folder: str | Path, model: Net, extra: dict[str, Any] | None = None) -> None:
+    """``model.safetensors`` (the state dict) and ``architecture.json`` (what rebuilds the modules: a
+    chain's widths, or for any other network the record of the channels removed from its dense form)."""
     folder = Path(folder)
     c, h, w = model.input_size
+    shape: dict[str, Any] = (
+        {"widths": layer_widths(model), "factorised": factorised_ranks(model)}
+        if isinstance(model, ChainNet)
+        else {"widths": model.widths(), "removal": model.removal or Removal().to_dict()}
+    )
     arch = {
         "format": ARCH_FORMAT,
         "model": model.name,
         "num_classes": model.num_classes,
         "input_size": [c, h, w],
-        "widths": layer_widths(model),
-        "factorised": factorised_ranks(model),
+        **shape,
         **(extra or {}),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -42,7 +48,7 @@ def write_compact(folder: str | Path, model: ChainNet, extra: dict[str, Any] | N
     (folder / "architecture.json").write_text(json.dumps(arch, indent=2) + "\n")
 
 
-def load_compact(folder: str | Path) -> ChainNet:
+def load_compact(folder: str | Path) -> Net:
     """Rebuild an exported network from ``architecture.json`` + ``model.safetensors``; no pickle."""
     folder = Path(folder)
     arch_path, weights_path = folder / "architecture.json", folder / "model.safetensors"
@@ -56,13 +62,17 @@ def load_compact(folder: str | Path) -> ChainNet:
         if arch.get("format") != ARCH_FORMAT:
             raise SweepError(f"{arch_path}: format is {arch.get('format')!r}, expected {ARCH_FORMAT!r}")
         c, h, w = arch["input_size"]
-        model = models.create(
-            arch["model"],
-            num_classes=int(arch["num_classes"]),
-            in_channels=int(c),
-            input_size=(int(h), int(w)),
-            widths={k: int(v) for k, v in arch["widths"].items()},
-        )
+        size = {
+            "num_classes": int(arch["num_classes"]),
+            "in_channels": int(c),
+            "input_size": (int(h), int(w)),
+        }
+        if "removal" in arch:  # not a chain: the dense network, then the recorded removal replayed
+            model = models.create(arch["model"], **size).replay_(arch["removal"])
+        else:
+            model = models.create(
+                arch["model"], widths={k: int(v) for k, v in arch["widths"].items()}, **size
+            )
         for name, rank in arch.get("factorised", {}).items():
             setattr(model.body, name, LowRankPair.shell(model.layer(name), int(rank)))  # type: ignore[arg-type]
     except SweepError:

@@ -9,8 +9,9 @@ body) or a ``ChainNet`` (one ``nn.Sequential``)::
 
 Networks that are not chains (ResNets, MobileNetV2) are registered with ``chain=False``; the plain
 ``nn.Module``s they wrap are also built by ``STRUCTURE_MODELS`` (name -> factory taking ``num_classes`` and
-``in_channels``). Every model's channel groups come from ``sweep.structure``; training and metrics work on
-them for any model, while compaction and export (``sweep.compact``) still take chains only.
+``in_channels``). Every model's channel groups come from ``sweep.structure``; training, metrics and export
+work on them for any model (``Net.pruned`` / ``Net.replay_``), while ``sweep.compact``'s slicing and the
+nuclear penalty's factorisation still take chains only.
 """
 
 from collections.abc import Callable

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 
 from sweep.errors import SweepError
 from sweep.registry import Registry
-from sweep.structure import ChannelGroup, channel_groups
+from sweep.structure import ChannelGroup, Removal, channel_groups, prune, replay
 
 UNIT_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -35,6 +35,9 @@ class Net(nn.Module):
         self.input_size = tuple(input_size)
         self.num_classes = num_classes
         self.body = body
+        # what was removed from the registry's dense network, when this is a pruned copy: the JSON record
+        # of sweep.structure.Removal that ``replay`` applies to a fresh dense model
+        self.removal: dict[str, Any] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -49,6 +52,25 @@ class Net(nn.Module):
 
     def widths(self) -> dict[str, int]:
         return {g.name: g.width for g in body_groups(self)}
+
+    def pruned(self, keep: Mapping[str, torch.Tensor]) -> Net:
+        """A physically smaller copy without the channels whose ``keep`` entry (group root -> bool per
+        channel) is False; its ``removal`` is the record that rebuilds it from a fresh dense model."""
+        if self.removal is not None:
+            raise SweepError(f"model {self.name!r} is already pruned; prune the dense network instead")
+        param = next(self.parameters())
+        example = torch.zeros(1, *self.input_size, dtype=param.dtype, device=param.device)
+        body, record = prune(self.body, example, keep)
+        out = Net(self.name, body, self.input_size, self.num_classes)
+        out.removal = record.to_dict()
+        return out
+
+    def replay_(self, removal: dict[str, Any]) -> Net:
+        """Remove ``removal``'s channels (a ``pruned`` copy's record) from this fresh dense model."""
+        example = torch.zeros(1, *self.input_size)
+        replay(self.body, example, Removal.from_dict(removal))
+        self.removal = removal
+        return self
 
 
 _GROUPS: weakref.WeakKeyDictionary[Net, tuple[tuple, tuple[ChannelGroup, ...]]] = weakref.WeakKeyDictionary()
