@@ -17,7 +17,12 @@ import torch
 from sweep import models
 from sweep.sparsity import ProxStep, make_penalty, neuron_groups
 
-CASES = [("lenet", (1, 28, 28), 64), ("vgg13_cifar", (3, 32, 32), 64)]
+CASES = [
+    ("lenet", (1, 28, 28), 64),
+    ("vgg13_cifar", (3, 32, 32), 64),
+    ("resnet20", (3, 32, 32), 64),
+    ("mobilenet_v2", (3, 32, 32), 64),
+]
 
 
 def make_step(model: torch.nn.Module, prox: ProxStep | None, opt: torch.optim.Optimizer):
