@@ -75,7 +75,7 @@ def axis_label(column: str) -> str:
 
 def widths_html(row: TrialRow, per_line: int = 4) -> str:
     """Per-layer alive/full widths, a few layers per hover line."""
-    parts = row.widths_text().split(", ") if row.widths else []
+    parts = row.widths_brief().split(", ") if row.widths else []
     lines = [", ".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line)]
     return "<br>".join(lines)
 

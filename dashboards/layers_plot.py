@@ -44,8 +44,14 @@ def layer_widths_info(data: StudyData) -> LayerWidthsInfo:
     return info
 
 
+DEEP = 12  # more layers than this: one row per layer, so that every name stays readable
+CELL_TEXT_MAX = 400  # cells beyond this carry their numbers in the hover only
+
+
 def draw_layer_widths(info: LayerWidthsInfo) -> go.Figure:
-    columns = [
+    """A column per layer for shallow networks; for deep ones (a ResNet-56 has 30 groups) a row per layer
+    and a column per trial, the height growing with the layers."""
+    names = [
         f"{name} ({full})" if full is not None else name
         for name, full in zip(info.layers, info.full, strict=True)
     ]
@@ -56,27 +62,39 @@ def draw_layer_widths(info: LayerWidthsInfo) -> go.Figure:
         ]
         for row in info.alive
     ]
+    z = info.fraction()
+    deep = len(info.layers) > DEEP
+    if deep:  # transpose: layers down, trials across
+        z = [list(col) for col in zip(*z, strict=True)]
+        text = [list(col) for col in zip(*text, strict=True)]
+        x, y = [f"trial {n}" for n in info.numbers], names
+        hover = "%{x}<br>%{y}: %{text} alive<extra></extra>"
+    else:
+        x, y = names, info.labels
+        hover = "%{y}<br>%{x}: %{text} alive<extra></extra>"
+    show_text = len(info.layers) * len(info.numbers) <= CELL_TEXT_MAX
     fig = go.Figure(
         go.Heatmap(
-            z=info.fraction(),
-            x=columns,
-            y=info.labels,
+            z=z,
+            x=x,
+            y=y,
             text=text,
-            texttemplate="%{text}",
+            texttemplate="%{text}" if show_text else None,
             colorscale="Viridis",
             zmin=0.0,
             zmax=1.0,
             colorbar={"title": {"text": "alive share"}},
-            hovertemplate="%{y}<br>%{x}: %{text} alive<extra></extra>",
+            hovertemplate=hover,
             xgap=2,
             ygap=2,
         )
     )
+    rows = len(info.layers) if deep else len(info.labels)
     fig.update_layout(
         title="Alive neurons per layer of the front's trials (cell: alive/full width)",
-        xaxis_title="layer (full width)",
-        yaxis={"title": "", "autorange": "reversed"},
-        height=max(300, 90 + 34 * len(info.labels)),
+        xaxis_title="trial on the front" if deep else "layer (full width)",
+        yaxis={"title": "layer (full width)" if deep else "", "autorange": "reversed", "automargin": True},
+        height=max(300, 110 + (22 if deep else 34) * rows),
         margin={"t": 60, "l": 20, "r": 20},
     )
     return fig

@@ -21,7 +21,7 @@ from dashboards.curves_plot import curves_info, draw_curves
 from dashboards.data import StudyData, axis_label, load_study_data, read_study
 from dashboards.hypervolume_plot import draw_hypervolume, hypervolume_info
 from dashboards.lambda_plot import draw_lambda, lambda_info
-from dashboards.layers_plot import draw_layer_widths, layer_widths_info
+from dashboards.layers_plot import DEEP, draw_layer_widths, layer_widths_info
 from dashboards.pareto_plot import draw_pareto, pareto_info
 from sweep.errors import SweepError
 from sweep.files import atomic_write_text
@@ -69,8 +69,10 @@ def sections(data: StudyData) -> list[Section]:
         Section(
             "fig-layers",
             "Alive neurons per layer on the front",
-            "One row per front trial, smallest first; each cell is alive/full width of a layer and "
-            "its colour the alive share. A 0 cell is a dead layer: such a network is not usable.",
+            ("One column per front trial and one row per layer" if len(layers.layers) > DEEP else
+             "One row per front trial")
+            + ", smallest first; each cell is alive/full width of a layer and its colour the alive share. "
+            "A 0 cell is a dead layer: such a network is not usable.",
             draw_layer_widths(layers) if layers.numbers and layers.layers else None,
             "the front's trials recorded no per-layer widths" if has_rows else "",
         ),
@@ -117,9 +119,18 @@ def _front_table(data: StudyData) -> str:
             format_number(row.neurons),
             format_number(row.params),
             format_number(row.flops),
-            (row.widths_text() or "-") + (" (an empty layer: not usable)" if row.has_empty_layer else ""),
         ]
-        lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        widths = html.escape(row.widths_text() or "-")
+        if len(row.widths) > DEEP:  # a deep network's widths fold into one summary line
+            alive, full = sum(row.widths.values()), sum(row.widths_full.values())
+            widths = (
+                f"<details><summary>{alive:,}/{full:,} alive in {len(row.widths)} layers</summary>"
+                f"{widths}</details>"
+            )
+        empty = html.escape(" (an empty layer: not usable)") if row.has_empty_layer else ""
+        lines.append(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + f"<td>{widths}{empty}</td></tr>"
+        )
     lines.append("</tbody></table>")
     return "\n".join(lines)
 

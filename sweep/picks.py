@@ -272,6 +272,23 @@ class TrialRow:
             parts.append(f"{name} {alive}/{full}" if full is not None else f"{name} {alive}")
         return ", ".join(parts)
 
+    def widths_brief(self, most: int = 12, narrowest: int = 4) -> str:
+        """``widths_text`` for up to ``most`` layers; past that (a deep network) the totals and the
+        ``narrowest`` layers (the largest share of their width lost), so a ResNet-56's 30 groups fit on a
+        line."""
+        if len(self.widths) <= most:
+            return self.widths_text()
+        alive, full = sum(self.widths.values()), sum(self.widths_full.values())
+        narrowed = sorted(
+            (n for n in self.widths if self.widths[n] < self.widths_full.get(n, self.widths[n])),
+            key=lambda n: self.widths[n] / max(self.widths_full[n], 1),
+        )
+        shown = ", ".join(f"{n} {self.widths[n]}/{self.widths_full[n]}" for n in narrowed[:narrowest])
+        more = f" (+{len(narrowed) - narrowest} more)" if len(narrowed) > narrowest else ""
+        return f"{alive:,}/{full:,} alive in {len(self.widths)} layers" + (
+            f"; narrowest: {shown}{more}" if narrowed else ""
+        )
+
     def summary(self) -> dict[str, Any]:
         """The row as JSON-ready values (no config or history)."""
         keys = ("number", "state", "penalty", "lam", "alpha", *COLUMNS)
@@ -530,7 +547,7 @@ def front_table(rows: Sequence[TrialRow], x: str, chosen: TrialRow | None = None
         if x == "latency_ms":
             cells.append(format_number(row.latency_ms))
         cells.append(
-            (row.widths_text() or "-") + (" (empty layer: not usable)" if row.has_empty_layer else "")
+            (row.widths_brief() or "-") + (" (empty layer: not usable)" if row.has_empty_layer else "")
         )
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]

@@ -128,3 +128,31 @@ def make_study(path: Path, name: str = STUDY, with_trials: bool = True) -> str:
             )
         )
     return storage
+
+
+def deep_study(path: Path) -> str:
+    """A study of resnet56 (its 30 real channel groups) with five trials narrowing them differently."""
+    import numpy as np
+
+    from sweep import models
+
+    full = models.create("resnet56").widths()
+    storage = f"sqlite:///{path}"
+    study = optuna.create_study(storage=storage, study_name="deep", directions=["minimize", "minimize"])
+    study.set_user_attr("objectives", ["top1_error", "neurons"])
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        widths = {name: max(1, int(width * rng.uniform(0.1 + 0.2 * i, 1.0))) for name, width in full.items()}
+        config = {"model": "resnet56", "dataset": "cifar10", "penalty": "group_lasso", "lam": 0.01 * (5 - i)}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"penalty": "group_lasso", "lam": 0.01 * (5 - i)},
+                distributions={
+                    "penalty": optuna.distributions.CategoricalDistribution(["group_lasso"]),
+                    "lam": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+                },
+                values=[8.0 - i * 0.5, float(sum(widths.values()))],
+                user_attrs={"widths": widths, "widths_full": full, "config": config, "early_stopped": False},
+            )
+        )
+    return storage

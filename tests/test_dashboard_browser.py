@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
 
 import optuna
 import pytest
-from sample_study import COMPLETE_NUMBERS, STUDY, make_study
+from sample_study import COMPLETE_NUMBERS, STUDY, deep_study, make_study
 
 from dashboards import build_html
 from dashboards.screenshot import CHROMEDRIVER, CHROMIUM, chromium_driver, screenshot, wait_for_plots
@@ -62,3 +63,25 @@ def test_screenshot_of_the_whole_page(page: Path, tmp_path: Path) -> None:
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", header[16:24])
     assert width == 1400 and height > 2000  # five figures, the table and headings: taller than a screen
+
+
+def test_a_56_layer_networks_widths_stay_readable(tmp_path: Path) -> None:
+    """resnet56's 30 group names: one heatmap row per group, each named on the axis; the front table folds
+    each trial's widths into one summary line."""
+    url = deep_study(tmp_path / "deep.db")
+    page = tmp_path / "deep.html"
+    page.write_text(build_html("deep", url), encoding="utf-8")
+    assert "<details><summary>" in page.read_text() and "alive in 30 layers" in page.read_text()
+    with chromium_driver(width=1400, height=1000) as driver:
+        driver.get(page.as_uri())
+        wait_for_plots(driver)
+        ticks = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#fig-layers .ytick text')).map(t => t.textContent);"
+        )
+        assert len(ticks) == 30 and any(t.startswith("conv1 (16)") for t in ticks) and any("layer3.8" in t for t in ticks)
+        boxes = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#fig-layers .ytick text'))"
+            ".map(t => t.getBoundingClientRect()).map(r => [r.top, r.bottom]);"
+        )
+        tops = sorted(b[0] for b in boxes)
+        assert min(b - a for a, b in itertools.pairwise(tops)) >= 12, "tick labels overlap"

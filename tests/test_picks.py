@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
-from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, make_study
+from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, deep_study, make_study
 
 from sweep.cli import main
 from sweep.errors import SweepError
@@ -276,3 +276,10 @@ def test_wal_database_is_read_while_a_write_is_open(tmp_path: Path) -> None:
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_sweep_pareto_folds_a_56_layer_networks_widths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = deep_study(tmp_path / "deep.db")
+    assert main(["pareto", "deep", "--storage", url]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "alive in 30 layers" in line]
+    assert len(rows) == 5 and all(len(line) < 250 and "narrowest: " in line for line in rows)
