@@ -21,3 +21,12 @@ def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
     """``repr(value)`` for a message, at most ``limit`` characters (then "..."), however large the value."""
     text = _repr.repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def first_line(err: BaseException) -> str:
+    """The innermost cause's first line (a SQLAlchemy error's own database error): what went wrong, without
+    SQLAlchemy's or Optuna's wrapping; at most 300 characters."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(getattr(err, "orig", None) or err).strip()
+    return (text.splitlines()[0].strip() if text else type(err).__name__)[:300]

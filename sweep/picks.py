@@ -24,7 +24,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import pareto
-from sweep.errors import SweepError
+from sweep.errors import SweepError, first_line
 from sweep.study import trial_params
 
 DEFAULT_STORAGE = "sqlite:///sweep.db"
@@ -79,7 +79,7 @@ def with_lock_retries(read: Callable[[], T]) -> T:
         except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
             if not _is_locked(err):
                 cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
-                raise SweepError(f"cannot read the study database: {_first_line(cause or err)}") from err
+                raise SweepError(f"cannot read the study database: {first_line(cause or err)}") from err
             if attempt == _LOCK_RETRIES - 1:
                 raise SweepError(
                     "the study database stayed locked by a writer for over 10 s; try again"
@@ -132,11 +132,6 @@ def _postgres_driver(parsed: sqlalchemy.engine.URL) -> sqlalchemy.engine.URL:
     return parsed
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
     """The study database at ``url`` opened for reading only (SQLite ``mode=ro``, PostgreSQL read-only
     transactions); SweepError when it is missing, unreachable or holds no Optuna tables."""
@@ -153,7 +148,7 @@ def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
     except ImportError as err:
         raise SweepError(f"cannot open storage {shown}: missing database driver ({err})") from err
     except Exception as err:
-        raise SweepError(f"cannot open storage {shown}: {_first_line(err)}") from err
+        raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from err
     if not {"studies", "trials", "version_info"} <= tables:
         raise SweepError(f"storage {shown} holds no Optuna studies (it has no study tables)")
     try:
@@ -165,7 +160,7 @@ def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
     except SweepError:
         raise
     except Exception as err:
-        raise SweepError(f"cannot read storage {shown}: {_first_line(err)}") from err
+        raise SweepError(f"cannot read storage {shown}: {first_line(err)}") from err
 
 
 def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
@@ -189,7 +184,7 @@ def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
         raise
     except Exception as err:
         rdb.engine.dispose()
-        raise SweepError(f"cannot read study {study!r} from {redact(url)}: {_first_line(err)}") from err
+        raise SweepError(f"cannot read study {study!r} from {redact(url)}: {first_line(err)}") from err
 
 
 def close_study(study: optuna.Study) -> None:

@@ -24,7 +24,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 import sweep
-from sweep.errors import SweepError
+from sweep.errors import SweepError, first_line
 from sweep.study_drivers import (  # noqa: F401 (driver_alive, driver_identity, reconcile: re-exported)
     HEARTBEAT_GRACE_S,
     HEARTBEAT_INTERVAL_S,
@@ -91,11 +91,6 @@ def display_url(url: str) -> str:
         return url
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0].strip() if text else type(err).__name__
-
-
 def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBStorage:
     """Open the study database. SQLite runs in WAL mode with a busy timeout, so a dashboard reading it
     never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL
@@ -135,7 +130,7 @@ def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBSto
             with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
-        raise SweepError(f"cannot open storage {shown}: {_first_line(err)}") from None
+        raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from None
     return storage
 
 

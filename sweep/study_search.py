@@ -31,6 +31,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from sweep.errors import first_line
 from sweep.study import describe_params, fail_trial, finished_trial_attrs, trial_params, write_trial_attrs
 from sweep.study_drivers import study_lock
 
@@ -198,14 +199,6 @@ def searcher_class():
             return numbers
 
     return StudySearch
-
-
-def first_line(err: BaseException) -> str:
-    """The innermost cause's first line: what went wrong, without SQLAlchemy's or Optuna's wrapping."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def root_cause_line(traceback_text: str) -> str:

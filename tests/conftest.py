@@ -6,6 +6,7 @@ import gzip
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,6 +89,36 @@ def shared_data_dir() -> Path:
         if (folder / "mnist").is_dir() or (folder / "cifar10").is_dir():
             return folder
     pytest.skip(f"real data not found in {SHARED_DATA} or $SWEEP_DATA_DIR")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The test PostgreSQL server's URL ($SWEEP_TEST_POSTGRES); skips when it is not set."""
+    url = os.environ.get("SWEEP_TEST_POSTGRES")
+    if not url:
+        pytest.skip("SWEEP_TEST_POSTGRES is not set (bash scripts/start-postgres.sh prints the URL)")
+    return url
+
+
+def small_resnet20_trial(data_dir: Path, **overrides: Any) -> Any:
+    """A one-epoch resnet20 trial on 256 CIFAR-10 images whose group lasso kills channels in the first two
+    stages (measured: leaves 23 of 32 layer2.0.conv1 channels and 3 of the 32 of its stream)."""
+    from sweep.config import TrialConfig
+
+    settings: dict[str, Any] = {
+        "model": "resnet20",
+        "data_dir": str(data_dir),
+        "subset": 256,
+        "holdout": 64,
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.1,
+        "penalty": "group_lasso",
+        "lam": 0.1,
+        "layers": ["conv1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2"],
+        "device": "cpu",
+    }
+    return TrialConfig(**{**settings, **overrides})
 
 
 @pytest.fixture

@@ -49,9 +49,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator:
-    if not POSTGRES:
-        pytest.skip("SWEEP_TEST_POSTGRES is not set (bash scripts/start-postgres.sh prints the URL)")
+def cluster(request) -> Iterator:
+    request.getfixturevalue("postgres_url")  # skips without PostgreSQL
     from ray.cluster_utils import Cluster
 
     store = 100 * 2**20
@@ -275,9 +274,7 @@ def storage_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'study.db'}"
         return
-    if not POSTGRES:
-        pytest.skip("SWEEP_TEST_POSTGRES is not set")
-    yield POSTGRES
+    yield request.getfixturevalue("postgres_url")
 
 
 def test_heartbeats_tell_a_live_driver_elsewhere_from_a_gone_one(storage_url, study_name):

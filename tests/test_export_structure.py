@@ -11,31 +11,19 @@ from pathlib import Path
 
 import optuna
 import torch
+from conftest import small_resnet20_trial
 from optuna.trial import create_trial
 
 from sweep import load_compact
 from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
-from sweep.config import TrialConfig
 from sweep.train import train_trial
 
 STUDY = "resnet20-cifar10"
 
 
 def test_export_of_a_resnet20_trial(shared_data_dir, tmp_path, capsys):
-    cfg = TrialConfig(
-        model="resnet20",
-        data_dir=str(shared_data_dir),
-        subset=256,
-        holdout=64,
-        epochs=1,
-        batch_size=16,
-        lr=0.1,
-        penalty="group_lasso",
-        lam=0.1,  # measured: leaves 23 of 32 layer2.0.conv1 channels and 3 of the 32 of its stream
-        layers=["conv1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2"],
-        device="cpu",
-    )
+    cfg = small_resnet20_trial(shared_data_dir)
     run = tmp_path / "runs" / "t0"
     final = train_trial(cfg, None, str(run))
     widths, full = final["widths"], final["widths_full"]

@@ -5,7 +5,6 @@ study name."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -41,7 +40,6 @@ from sweep.study import (
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -49,9 +47,7 @@ def storage_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'study.db'}"
         return
-    if not POSTGRES:
-        pytest.skip("SWEEP_TEST_POSTGRES is not set (bash .ci/start-postgres.sh prints the URL)")
-    yield POSTGRES
+    yield request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

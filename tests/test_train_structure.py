@@ -8,31 +8,22 @@ import json
 
 import pytest
 import torch
+from conftest import small_resnet20_trial
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
-from sweep.config import TrialConfig
 from sweep.structure import channel_groups, prune
 from sweep.train import train_trial
 
 
 def test_resnet20_trial_zeroes_whole_groups_and_reports_the_pruned_network(shared_data_dir, tmp_path):
     reports: list[tuple[dict, str | None]] = []
-    cfg = TrialConfig(
-        model="resnet20",
-        data_dir=str(shared_data_dir),
-        subset=256,
-        holdout=64,
+    cfg = small_resnet20_trial(
+        shared_data_dir,
         epochs=2,
         debias_epochs=1,
-        batch_size=16,
-        lr=0.1,
-        penalty="group_lasso",
-        lam=0.1,  # measured: leaves 23 of 32 layer2.0.conv1 channels and 3 of the 32 of its stream
-        layers=["conv1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2"],
         layer_scales={"layer2.0.conv2": 1.0},  # a residual stream's root names its group
-        device="cpu",
         eval_test=False,
     )
     final = train_trial(cfg, lambda m, ckpt: reports.append((m, ckpt)), str(tmp_path / "ckpt"))

@@ -135,7 +135,8 @@ def write_export_folder(
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         if isinstance(err, OSError | RuntimeError | SafetensorError):  # a full disk, as each writer says it
-            first = (str(getattr(err, "strerror", None) or err).strip().splitlines() or [type(err).__name__])[0]
+            lines = str(getattr(err, "strerror", None) or err).strip().splitlines()
+            first = lines[0] if lines else type(err).__name__
             raise SweepError(f"cannot write the export to {target}: {first[:300]}") from None
         raise
     return notes
