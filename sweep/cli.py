@@ -115,6 +115,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "standard places)",
     )
     p.add_argument("--subset", type=int, help="train on the first N training images only (quick runs)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        help="resize the images to N x N pixels (default: the dataset's own size; folder: 32)",
+    )
     p.add_argument("--seed", type=int, default=0)
 
 

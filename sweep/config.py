@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,8 +72,10 @@ FIELD_RANGES: dict[str, Range] = {
     "lr_milestones": Range("int", 0, 100_000),
     "seed": Range("int", 0, 2**32 - 1),
     "num_workers": Range("int", 0, 1024),
+    "input_size": Range("int", 4, 4096),  # pixels per image side
 }
-OPTIONAL = ("subset", "holdout")  # None: all training images, the dataset's default held-out size
+# None: all training images, the dataset's default held-out size, the dataset's own image size
+OPTIONAL = ("subset", "holdout", "input_size")
 
 
 def check_range(key: str, value: Any, shown: str | None = None) -> None:
@@ -96,6 +99,7 @@ class TrialConfig:
     data_dir: str | None = None
     subset: int | None = None
     holdout: int | None = None  # held-out images taken from train for trial selection; None: dataset default
+    input_size: int | None = None  # images resized to this side; None: the dataset's own (folder: 32)
     penalty: str = "group_lasso"
     lam: float = 1e-3
     alpha: float = 0.5  # l1 share of sparse_group_lasso
@@ -122,7 +126,8 @@ class TrialConfig:
 
     def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
         """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
-        ``input_size``, the dataset's (H, W), also that ``random_shift`` is at most half the image side.
+        ``input_size``, the dataset's (H, W), also that ``random_shift`` is at most half the image side
+        (of ``self.input_size`` when that is set: the images are resized to it).
         Returns self; SweepError naming the first setting that is wrong, what is allowed and what it got."""
 
         def bad(key: str, allowed: str, got: Any) -> SweepError:
@@ -172,6 +177,8 @@ class TrialConfig:
             raise bad("lr_milestones", "a list of epochs", self.lr_milestones)
         for i, milestone in enumerate(self.lr_milestones):
             check_range("lr_milestones", milestone, f"lr_milestones[{i}]")
+        if isinstance(self.input_size, int):
+            input_size = (self.input_size, self.input_size)
         if input_size is not None and self.random_shift > min(input_size) // 2:
             raise bad(
                 "random_shift",
@@ -202,6 +209,9 @@ OBJECTIVE_NAMES = ("top1_error", "neurons", "params", "flops", "latency_ms")
 DEFAULT_OBJECTIVES = ("top1_error", "neurons")
 # Settings that depend on the machine, not on the study: left out of a study's fingerprint.
 MACHINE_KEYS = ("data_dir", "device", "num_workers")
+# Settings added after studies were recorded: at their default they are left out of the fingerprint, so
+# such a study's fingerprint still matches.
+LATER_DEFAULTS: dict[str, Any] = {"input_size": None}
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = ("lam", "alpha", "layers", "debias_fraction", "warmup_epochs")
 
@@ -383,7 +393,10 @@ class SearchSpace:
             b = self.budget(budget)
             values.update(b.overrides)
             values.update(epochs=b.epochs, subset=b.subset)
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if "data_dir" in values and _is_env_data_dir(given.get("data_dir")):
+            del given["data_dir"]  # $SWEEP_DATA_DIR is sweep run's default, not a choice: the file's wins
+        values.update(given)
         scales = dict(values.get("layer_scales") or {})
         fraction: float | None = None
         for key, raw in params.items():
@@ -423,6 +436,9 @@ class SearchSpace:
         trial = self.trial_config({}, budget, overrides).to_dict()
         for key in MACHINE_KEYS:
             trial.pop(key, None)
+        for key, default in LATER_DEFAULTS.items():
+            if key in trial and trial[key] == default:
+                trial.pop(key)
         search = {key: dist.to_dict() for key, dist in self.search.items()}
         if "penalty" in self.search:
             sampled = [c for c in self.search["penalty"].choices if c != "none"]
@@ -434,6 +450,14 @@ class SearchSpace:
             "search": search,
             "trial": trial,
         }
+
+
+def _is_env_data_dir(path: Any) -> bool:
+    """Whether ``path`` is the folder $SWEEP_DATA_DIR names."""
+    env = os.environ.get("SWEEP_DATA_DIR")
+    if not (env and isinstance(path, str) and path):
+        return False
+    return os.path.realpath(os.path.expanduser(path)) == os.path.realpath(os.path.expanduser(env))
 
 
 def fingerprint_digest(fingerprint: dict) -> str:

@@ -1,5 +1,6 @@
-"""Dataset registry: mnist, fashion-mnist and cifar10 held in memory, imagenet streamed from an ImageFolder.
-The split types live in ``sweep.data_splits`` and the file readers in ``sweep.data_files``.
+"""Dataset registry: mnist, fashion-mnist and cifar10 held in memory, imagenet streamed from an ImageFolder,
+and ``folder``, your own ImageFolder (``sweep.data_folder``). The split types live in ``sweep.data_splits``
+and the file readers in ``sweep.data_files``.
 
 ``load(name)`` finds the files (``data_dir``, then ``$SWEEP_DATA_DIR``, then standard places), reads
 them, and returns three splits: train, a held-out part of the training images (used to choose trials),
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sweep import data_folder
 from sweep.data_files import (
     CIFAR_BATCHES,
     IDX_FILES,
@@ -89,6 +91,9 @@ class DatasetSpec:
     default_holdout: int
     read: Callable[[Path], Arrays] | None = None  # in-memory datasets
     download: Callable[[Path], object] | None = None  # torchvision's downloader, given a root
+    # a dataset read from the folder the user names, never looked for: (data_dir, subset, holdout, seed,
+    # num_workers, input_size) -> Splits
+    loader: Callable[..., Splits] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -173,6 +178,19 @@ _register(
             "parent, with it in imagenet/"
         ),
         default_holdout=10000,
+    ),
+)
+
+_register(
+    data_folder.NAME,
+    DatasetSpec(
+        info=data_folder.INFO,
+        folders=(ROOT_ITSELF,),
+        probe=data_folder.probe,
+        expected=data_folder.EXPECTED,
+        how_to_get=data_folder.HOW_TO_GET,
+        default_holdout=data_folder.DEFAULT_HOLDOUT,
+        loader=data_folder.load_folder,
     ),
 )
 
@@ -269,9 +287,12 @@ def _find(name: str, data_dir: str | None) -> Path | None:
 
 
 def available_offline(data_dir: str | None = None) -> list[str]:
-    """Datasets whose files are found now (complete sets of files; their contents are not checked)."""
+    """Datasets whose files are found now (complete sets of files; their contents are not checked).
+    ``folder`` is never listed: it is whatever folder a trial names, checked only by reading it."""
     found = []
     for name in names():
+        if DATASETS.get(name).loader is not None:
+            continue
         with contextlib.suppress(SweepError):
             if _find(name, data_dir) is not None:
                 found.append(name)
@@ -351,6 +372,11 @@ def _read_cached(name: str, folder: str, stamp: tuple[tuple[str, int, int], ...]
     return read(Path(folder))
 
 
+@functools.lru_cache(maxsize=2)
+def _read_resized(name: str, folder: str, stamp: tuple[tuple[str, int, int], ...], size: int) -> Arrays:
+    return data_folder.resize_arrays(_read_cached(name, folder, stamp), size)
+
+
 def _holdout_size(name: str, available: int, holdout: int | None, default: int) -> int:
     if holdout is None:
         return max(1, min(default, available // 6))
@@ -388,6 +414,7 @@ def _tensor_splits(
     info_ = spec.info
     if arrays.classes is not None and len(arrays.classes) == info_.num_classes:
         info_ = replace(info_, classes=arrays.classes)
+    info_ = replace(info_, input_size=tuple(arrays.train_images.shape[2:]))  # resized by input_size
     test_n = len(arrays.test_labels) if subset is None else min(subset, len(arrays.test_labels))
 
     def split(images: Tensor, labels: Tensor, index: Tensor | None = None) -> TensorSplit:
@@ -403,7 +430,13 @@ def _tensor_splits(
 
 
 def _folder_splits(
-    spec: DatasetSpec, root: Path, subset: int | None, holdout: int | None, seed: int, num_workers: int
+    spec: DatasetSpec,
+    root: Path,
+    subset: int | None,
+    holdout: int | None,
+    seed: int,
+    num_workers: int,
+    crop: int = 224,
 ) -> Splits:
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
@@ -447,9 +480,11 @@ def _folder_splits(
     normalize = transforms.Normalize(spec.info.mean, spec.info.std)
     to_input = [transforms.ToTensor(), normalize]
     train_tf = transforms.Compose(
-        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), *to_input]
+        [transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip(), *to_input]
     )
-    eval_tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), *to_input])
+    eval_tf = transforms.Compose(
+        [transforms.Resize(round(crop * 256 / 224)), transforms.CenterCrop(crop), *to_input]
+    )
 
     def split(
         samples: list[tuple[str, int]], index: Tensor, transform: Callable[[Any], Tensor]
@@ -457,7 +492,7 @@ def _folder_splits(
         return FolderSplit([samples[i] for i in index.tolist()], transform, num_workers)
 
     return Splits(
-        info=replace(spec.info, num_classes=len(classes), classes=classes),
+        info=replace(spec.info, num_classes=len(classes), classes=classes, input_size=(crop, crop)),
         train=split(train_samples, train_idx, train_tf),
         holdout=split(train_samples, holdout_idx, eval_tf),
         test=split(val_samples, test_pick, eval_tf),
@@ -473,20 +508,28 @@ def load(
     seed: int = 0,
     num_workers: int = 0,
     download: bool | None = None,
+    input_size: int | None = None,
 ) -> Splits:
     """Find, read and split a dataset.
 
     subset: keep the first N training images (imagenet: N drawn with seed), then cut the held-out
     images from them; it also caps holdout and test at N images. holdout: held-out size (default 5,000,
     at most a sixth of the training images). The held-out images are a permutation fixed by seed, so
-    trials compared on them should share a seed. download: None means yes unless SWEEP_OFFLINE=1."""
+    trials compared on them should share a seed. download: None means yes unless SWEEP_OFFLINE=1.
+    input_size: images resized to this side (None: the dataset's own; imagenet: its crops' side; folder:
+    see ``sweep.data_folder``, which reads ``data_dir`` itself and nothing else)."""
     spec = DATASETS.get(name)
     if subset is not None and subset < 1:
         raise SweepError(f"subset must be at least 2 (training images to use), got {subset}")
     if num_workers < 0:
         raise SweepError(f"num_workers must be 0 or more, got {num_workers}")
+    if spec.loader is not None:
+        return spec.loader(data_dir, subset, holdout, seed, num_workers, input_size)
     folder = _locate(name, data_dir, download)
     if spec.read is None:
-        return _folder_splits(spec, folder, subset, holdout, seed, num_workers)
-    arrays = _read_cached(name, str(folder.resolve()), _stamp(folder))
+        return _folder_splits(spec, folder, subset, holdout, seed, num_workers, input_size or 224)
+    if input_size is None or (input_size, input_size) == spec.info.input_size:
+        arrays = _read_cached(name, str(folder.resolve()), _stamp(folder))
+    else:
+        arrays = _read_resized(name, str(folder.resolve()), _stamp(folder), input_size)
     return _tensor_splits(spec, arrays, folder, subset, holdout, seed)

@@ -31,7 +31,7 @@ from sweep.errors import QUOTE_LIMIT, SweepError, quote
 
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
-SPACE_KEYS = ("model", "dataset", "objectives", "fixed", "search", "start", "budgets")
+SPACE_KEYS = ("model", "dataset", "data_dir", "objectives", "fixed", "search", "start", "budgets")
 BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search", "start")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
@@ -52,6 +52,7 @@ SEARCH_KEYS: dict[str, str] = {
     "lr_gamma": "float",
     "lr_power": "float",
     "batch_size": "int",
+    "input_size": "int",
 }
 RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
 # Hostile files: the largest file read, the deepest nesting, and the most nodes a document may expand to
@@ -281,6 +282,8 @@ class _SpaceParser:
         self.unit_layers = unit_layers(model)
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
+        if "data_dir" in doc:
+            fixed["data_dir"] = self.data_dir(doc["data_dir"])
         search = self.search(doc["search"])
         budgets = self.budgets(doc.get("budgets") or {}, search)
         start = self.start(doc.get("start") or [], search)
@@ -330,6 +333,18 @@ class _SpaceParser:
                 raise self.fail(where, "must name its penalty")
             points.append(point)
         return tuple(points)
+
+    def data_dir(self, value: Any) -> str:
+        """The top-level ``data_dir``: a folder (``~`` expanded; a relative one is taken from the file's
+        own folder), made absolute because trials run in other folders. Its contents are checked when
+        the data is read."""
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise self.fail("data_dir", f"must be a folder path, got {quote(value)}")
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            here = Path(self.shown).parent
+            path = (here if here.is_dir() else Path.cwd()) / path
+        return str(path.resolve())
 
     def objectives(self, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):

@@ -122,6 +122,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         holdout=cfg.holdout,
         seed=HOLDOUT_SEED,
         num_workers=min(cfg.num_workers, os.cpu_count() or 1),
+        input_size=cfg.input_size,
     )
     info = splits.info
     model = models.create(
@@ -294,6 +295,7 @@ def train_command(
     seed: int,
     out: str,
     json: bool,
+    input_size: int | None = None,
 ) -> int:
     if model not in models.names():
         raise SweepError(f"unknown model {model!r}; known: {', '.join(models.names())}")
@@ -302,6 +304,7 @@ def train_command(
         "dataset": dataset,
         "data_dir": data_dir,
         "subset": subset,
+        "input_size": input_size,
         "penalty": penalty,
         "lam": lam,
         "alpha": alpha,

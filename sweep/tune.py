@@ -202,6 +202,7 @@ def run_command(
     resume: bool,
     out: str,
     max_failures: int = 0,
+    input_size: int | None = None,
 ) -> int:
     """``sweep run``: search the model's space for the error/size trade-off; trials go to the study.
 
@@ -211,7 +212,14 @@ def run_command(
     data_dir = data_dir or os.environ.get("SWEEP_DATA_DIR") or None
     if data_dir:
         data_dir = str(Path(data_dir).expanduser().resolve())  # Ray workers run in other folders
-    overrides = {"dataset": dataset, "data_dir": data_dir, "subset": subset, "epochs": epochs, "seed": seed}
+    overrides = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "subset": subset,
+        "input_size": input_size,
+        "epochs": epochs,
+        "seed": seed,
+    }
     plan = plan_sweep(
         model,
         space,
@@ -350,7 +358,14 @@ def _check_data(cfg: TrialConfig) -> None:
     from sweep import data
 
     if cfg.dataset not in data.available_offline(cfg.data_dir):
-        data.load(cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset, holdout=cfg.holdout, seed=cfg.seed)
+        data.load(
+            cfg.dataset,
+            data_dir=cfg.data_dir,
+            subset=cfg.subset,
+            holdout=cfg.holdout,
+            seed=cfg.seed,
+            input_size=cfg.input_size,
+        )
 
 
 def _fit(

@@ -45,6 +45,30 @@ def write_mnist_like(root: Path, n_train: int, n_test: int = 60) -> Path:
     return root
 
 
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("ant", "bee", "cat"),
+    per_class: int = 12,
+    size: int = 16,
+    val_per_class: int = 0,
+    seed: int = 0,
+) -> Path:
+    """``root/train/<class>/NNN.png`` (and ``root/val/...`` when val_per_class): real PNG files of
+    size x size RGB noise, each class tinted its own colour (learnable); returns ``root``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for part, n in (("train", per_class), ("val", val_per_class)):
+        for label, name in enumerate(classes):
+            folder = root / part / name
+            for i in range(n):
+                pixels = rng.integers(0, 96, (size, size, 3), dtype=np.uint8)
+                pixels[..., label % 3] += 140
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return root
+
+
 @pytest.fixture
 def offline_data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No downloads, no SWEEP_DATA_DIR, and an empty home (so ~/.cache holds no data); returns that home."""

@@ -164,7 +164,7 @@ BAD_SPACES = [
     ("model: lenet\nmodel: lenet\n", r"space\.yaml:2: malformed YAML: duplicate key 'model'"),
     (
         "model: lenet\nserch: {}\n",
-        r"serch: unknown key; allowed: model, dataset, objectives, fixed, search, start, budgets",
+        r"serch: unknown key; allowed: model, dataset, data_dir, objectives, fixed, search, start, budgets",
     ),
     ("model: lenet5\nsearch: {}\n", r"model: unknown model 'lenet5'; known: alexnet, cifar10_quick, lenet"),
     ("model: lenet\ndataset: svhn\nsearch: {}\n", r"dataset: unknown dataset 'svhn'; known: "),

@@ -317,7 +317,7 @@ def test_data_dir_wins_over_sweep_data_dir(
 def test_available_offline_lists_what_is_found(tiny_mnist_dir: Path) -> None:
     found = data.available_offline(str(tiny_mnist_dir))
     assert "mnist" in found and "cifar10" not in found and "imagenet" not in found
-    assert set(data.names()) == {"mnist", "fashion-mnist", "cifar10", "imagenet"}
+    assert set(data.names()) == {"mnist", "fashion-mnist", "cifar10", "imagenet", "folder"}
 
 
 # ----------------------------------------------------------------------------------------- bad input
@@ -325,7 +325,7 @@ def test_available_offline_lists_what_is_found(tiny_mnist_dir: Path) -> None:
 
 def test_unknown_dataset_lists_the_known_names() -> None:
     with pytest.raises(
-        SweepError, match=r"unknown dataset 'mnistt'; known: cifar10, fashion-mnist, imagenet, mnist"
+        SweepError, match=r"unknown dataset 'mnistt'; known: cifar10, fashion-mnist, folder, imagenet, mnist"
     ):
         data.load("mnistt")
     with pytest.raises(SweepError, match="known:"):

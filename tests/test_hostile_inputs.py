@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import mnist_like_arrays, write_idx
+from conftest import mnist_like_arrays, write_idx, write_image_folder
 from sample_study import STUDY, make_study
 
 from sweep import models
@@ -275,7 +275,22 @@ EXPORT: list[tuple[list[str], str]] = [
     (["export", "nope", "--storage", "{DB}"], "no study named 'nope'"),
 ]
 
-ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT
+# The folder dataset: {FOLDERS}/NAME are the ImageFolders the world fixture writes, one fault each.
+FOLDER_TRAIN = ["train", "cifar10_quick", "--dataset", "folder", "--epochs", "1", "--data-dir"]
+FOLDER: list[tuple[list[str], str]] = [
+    ([*FOLDER_TRAIN, "{MISSING}"], "argument --data-dir: must be an existing folder"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/no_train"], "no_train has no train/ folder; expected an ImageFolder: train/"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/no_classes"], "no_classes/train has no class folders; expected one"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/one_class"], "one_class/train has one class folder (ant); expected"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/empty_class"], "empty_class/train/cat holds no images; expected"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/corrupt"], "corrupt/train/bee/003.png: cannot read it as an image ("),
+    ([*FOLDER_TRAIN, "{FOLDERS}/val_unknown"], "val_unknown/val has class folders not in train/: zebra"),
+    (FOLDER_TRAIN[:-1], "has no train/ folder; expected an ImageFolder: train/ with one subfolder of images"),
+    ([*FOLDER_TRAIN, "{FOLDERS}/good", "--input-size", "0"], "input_size must be an integer in [4, 4096]"),
+    (["run", "lenet", "--input-size", "5000"], "input_size must be an integer in [4, 4096], got 5000"),
+]
+
+ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT + FOLDER
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +314,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "empty").mkdir()
     (root / "file.txt").write_text("not a folder")
     (root / "zero.db").touch()
+    folders = root / "folders"
+    (folders / "no_train" / "val" / "ant").mkdir(parents=True)
+    (folders / "no_classes" / "train").mkdir(parents=True)
+    write_image_folder(folders / "one_class", ("ant",), per_class=3, size=8)
+    write_image_folder(folders / "empty_class", ("ant", "bee"), per_class=3, size=8)
+    (folders / "empty_class" / "train" / "cat").mkdir()
+    write_image_folder(folders / "corrupt", ("ant", "bee"), per_class=6, size=8)
+    (folders / "corrupt" / "train" / "bee" / "003.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    write_image_folder(folders / "val_unknown", ("ant", "bee"), per_class=3, size=8, val_per_class=1)
+    (folders / "val_unknown" / "val" / "zebra").mkdir()
+    write_image_folder(folders / "good", ("ant", "bee"), per_class=3, size=8)
     return {
         "root": str(root),
         "DB": storage,
@@ -307,11 +333,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MISSING": str(root / "missing"),
         "SPACES": str(spaces),
         "ENV_DATA": str(root / "env-data"),
+        "FOLDERS": str(folders),
     }
 
 
 def _fill(text: str, world: dict[str, str]) -> str:
-    for key in ("DB", "EMPTY", "FILE", "MISSING", "SPACES"):
+    for key in ("DB", "EMPTY", "FILE", "MISSING", "SPACES", "FOLDERS"):
         text = text.replace("{" + key + "}", world[key])
     return text
 

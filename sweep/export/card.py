@@ -61,7 +61,7 @@ def build_card(
             "mean": list(info.mean),
             "std": list(info.std),
             "classes": list(info.classes),
-            "preprocess": _preprocess_text(dataset),
+            "preprocess": _preprocess_text(dataset, dense.input_size[1]),
         },
         "training": {
             "penalty": cfg.penalty,
@@ -101,10 +101,15 @@ def build_card(
     }
 
 
-def _preprocess_text(dataset: str) -> str:
+def _preprocess_text(dataset: str, side: int) -> str:
     scale = "pixels scaled to [0, 1], then (x - mean) / std per channel; NCHW float32"
     if dataset == "imagenet":
-        return f"RGB, resize shorter side to 256, centre crop 224, {scale}"
+        return f"RGB, resize shorter side to {round(side * 256 / 224)}, centre crop {side}, {scale}"
+    if dataset == "folder":  # sweep.data_folder: mean and std measured on the training images
+        return (
+            f"RGB (PIL convert), resized to {side}x{side} (PIL bilinear), {scale} (mean and std measured "
+            "on the training images)"
+        )
     return scale
 
 

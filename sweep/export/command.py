@@ -75,7 +75,12 @@ def export_command(
 
     dataset = cfg.dataset or row.dataset or models.default_dataset(cfg.model)
     splits = data.load(
-        dataset, data_dir=data_dir or cfg.data_dir, subset=cfg.subset, holdout=cfg.holdout, seed=cfg.seed
+        dataset,
+        data_dir=data_dir or cfg.data_dir,
+        subset=cfg.subset,
+        holdout=cfg.holdout,
+        seed=cfg.seed,
+        input_size=cfg.input_size,
     )
     probe = torch.cat([x for x, _ in _first_images(splits.test, EQUIVALENCE_IMAGES)])
     rel_diff = check_equivalence(dense, small, probe, rtol=EQUIVALENCE_RTOL)
