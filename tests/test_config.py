@@ -67,7 +67,9 @@ def test_shipped_spaces_load_and_resolve_every_budget(model):
     for budget in space.budgets.values():
         cfg = space.trial_config(space.baseline(), budget)
         assert (cfg.penalty, cfg.lam, cfg.layers, cfg.layer_scales) == ("none", 0.0, None, {})
-        assert cfg.epochs == budget.epochs
+        # under init: baseline the baseline trains for its own epochs, from scratch, and the rest from it
+        assert cfg.epochs == (budget.baseline_epochs or budget.epochs) and cfg.init is None
+        assert space.trial_config({"penalty": "group_lasso"}, budget).epochs == budget.epochs
         assert cfg.dataset == space.dataset
     assert set(models.names()) <= {p.stem for p in space_path(model).parent.glob("*.yaml")}
 

@@ -7,6 +7,7 @@ measures its test error again, and writes the folder (``sweep.export.folder``) w
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sweep.sparsity.groups import alive_masks
 EQUIVALENCE_IMAGES = 256
 EVAL_BATCH = 500  # what training evaluates with, so the re-measured error matches to the image
 FINETUNE_LR_SCALE = 0.1  # of the trial's base learning rate
+DEFAULT_MAX_INCREASE = 1.0  # points of held-out top-1 error over the study's baseline that export accepts
 
 
 def export_command(
@@ -37,6 +39,7 @@ def export_command(
     trial: int | None,
     max_error: float | None,
     knee: bool,
+    max_increase: float | None,
     out: str | None,
     format: str,
     finetune: int,
@@ -57,7 +60,7 @@ def export_command(
         rows = all_rows(opened)
     finally:
         close_study(opened)
-    row = choose_trial(rows, study, trial, max_error, allow_early_stopped)
+    row = choose_trial(rows, study, trial, max_error, allow_early_stopped, knee, max_increase)
     target = Path(out) if out else Path("export") / f"{study.replace(os.sep, '_')}-trial{row.number}"
     check_target(target, force)
     if not row.checkpoint:
@@ -186,18 +189,48 @@ def _numbers_text(numbers: list[int]) -> str:
 
 
 def choose_trial(
-    rows: list[Any], study: str, trial: int | None, max_error: float | None, allow_early_stopped: bool
+    rows: list[Any],
+    study: str,
+    trial: int | None,
+    max_error: float | None,
+    allow_early_stopped: bool,
+    knee: bool = False,
+    max_increase: float | None = None,
 ) -> Any:
-    """The trial to export: by number, the smallest under ``max_error``, or the knee (default)."""
-    from sweep.picks import pick, select_rows
+    """The trial to export: by number, the smallest under ``max_error``, the knee, or (the default) the
+    smallest within ``max_increase`` points (default ``DEFAULT_MAX_INCREASE``) of the study's baseline."""
+    from sweep.picks import format_number, pick, select_rows
 
     if not rows:
         raise SweepError(f"study {study!r} has no trials")
-    if trial is None:
-        candidates = select_rows(rows, include_early_stopped=allow_early_stopped)
-        if not candidates:
-            raise SweepError(f"study {study!r} has no complete trials to export")
+    if max_increase is not None and not (math.isfinite(max_increase) and max_increase >= 0):
+        raise SweepError(f"--max-increase must be a number of points >= 0, got {max_increase:g}")
+    if trial is not None:
+        return _numbered_trial(rows, study, trial, allow_early_stopped)
+    candidates = select_rows(rows, include_early_stopped=allow_early_stopped)
+    if not candidates:
+        raise SweepError(f"study {study!r} has no complete trials to export")
+    if max_error is not None or knee:
         return pick(candidates, max_error=max_error, knee=max_error is None)
+    increase = DEFAULT_MAX_INCREASE if max_increase is None else max_increase
+    baselines = [r for r in candidates if r.is_baseline and r.top1_error is not None]
+    if not baselines:
+        raise SweepError(
+            f"study {study!r} has no complete baseline trial (penalty none) to measure --max-increase "
+            "against; pick with --max-error, --knee or --trial"
+        )
+    baseline = min(baselines, key=lambda r: (r.top1_error, r.number))
+    limit = baseline.top1_error + increase
+    chosen = pick(candidates, max_error=limit)
+    print(
+        f"export: the smallest network within {increase:g} point(s) of the baseline (trial {baseline.number}, "
+        f"{baseline.top1_error:.2f}% held-out error): trial {chosen.number}, {chosen.top1_error:.2f}%, "
+        f"{format_number(chosen.neurons)} neurons"
+    )
+    return chosen
+
+
+def _numbered_trial(rows: list[Any], study: str, trial: int, allow_early_stopped: bool) -> Any:
     row = next((r for r in rows if r.number == trial), None)
     if row is None:
         raise SweepError(
