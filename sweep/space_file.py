@@ -77,8 +77,20 @@ def space_path(model: str) -> Path:
     )
 
 
-def load_space(model: str, path: str | None = None) -> SearchSpace:
-    """Load and validate a search space; every problem is a SweepError naming the file and key path."""
+def load_space(model: str, path: str | None = None, dataset: str | None = None) -> SearchSpace:
+    """Load and validate a search space; every problem is a SweepError naming the file and key path.
+    ``dataset`` (--dataset): for a model from outside the package, which has none; without a file such a
+    model gets ``sweep.space_default``'s space."""
+    from sweep import models
+    from sweep.models import external
+
+    has_file = ":" not in model and any((d / f"{model}.yaml").is_file() for d in DEFAULT_SPACE_DIRS)
+    if not path and models.is_external(model) and not has_file:
+        from sweep import space_default
+
+        model = models.check(model)  # a bad reference is its own line, not one about our text
+        data = yaml.load(space_default.document(model), Loader=_SpaceLoader)
+        return _SpaceParser(space_default.SHOWN, dataset).parse(data)
     file = Path(path) if path else space_path(model)
     shown = str(file)
     try:
@@ -113,7 +125,9 @@ def load_space(model: str, path: str | None = None) -> SearchSpace:
         TypeError,
     ) as err:  # a value its constructor refuses (an int of 5000 digits)
         raise SweepError(f"{shown}: malformed YAML: a value cannot be read ({quote(str(err))})") from None
-    space = _SpaceParser(shown).parse(data)
+    space = _SpaceParser(shown, dataset).parse(data)
+    if models.is_external(model):
+        model = external.canonical(model)
     if space.model != model:
         raise SweepError(f"{shown}: model: this space is for {quote(space.model)}, not {quote(model)}")
     return space
@@ -226,8 +240,9 @@ def _check_expansion(root: yaml.Node) -> None:
 class _SpaceParser:
     """Turns the YAML document into a SearchSpace, raising on the first problem with its key path."""
 
-    def __init__(self, shown: str) -> None:
+    def __init__(self, shown: str, dataset: str | None = None) -> None:
         self.shown = shown
+        self.dataset = dataset  # for a space that names none, when its model has none of its own
 
     def fail(self, where: str, message: str) -> SweepError:
         if len(where) > 2 * QUOTE_LIMIT:  # key paths name the file's own keys, which may be long
@@ -271,15 +286,20 @@ class _SpaceParser:
         for key in ("model", "search"):
             if key not in doc:
                 raise self.fail(key, "missing; a search space needs model and search")
-        model = doc["model"]
-        if model not in models.names():
-            raise self.fail("model", f"unknown model {quote(model)}; known: {', '.join(models.names())}")
-        dataset = doc.get("dataset", models.default_dataset(model))
+        try:
+            model = models.check(doc["model"])
+        except SweepError as err:
+            raise self.fail("model", str(err)) from None
+        outside = models.is_external(model)  # an entry point or a reference: no dataset of its own
+        if "dataset" in doc:
+            dataset = doc["dataset"]
+        else:
+            dataset = self.dataset if outside and self.dataset else models.default_dataset(model)
         if dataset not in datasets.names():
             raise self.fail(
                 "dataset", f"unknown dataset {quote(dataset)}; known: {', '.join(datasets.names())}"
             )
-        self.unit_layers = unit_layers(model)
+        self.unit_layers = unit_layers(model, dataset if outside else None)
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
         if "data_dir" in doc:
@@ -561,11 +581,13 @@ class _SpaceParser:
         return out
 
 
-def unit_layers(model: str) -> tuple[str, ...]:
-    """Names of a model's layers that can lose units, read off a weightless (meta-device) instance."""
+def unit_layers(model: str, dataset: str | None = None) -> tuple[str, ...]:
+    """Names of a model's layers that can lose units, read off a weightless (meta-device) instance (built
+    for ``dataset``'s images when given). The channel analysis runs here, before anything is written."""
     import torch
 
     from sweep import models
+    from sweep.models.external import sizes
 
     with torch.device("meta"):
-        return tuple(models.create(model).unit_layers())
+        return tuple(models.create(model, **sizes(dataset)).unit_layers())

@@ -297,8 +297,7 @@ def train_command(
     json: bool,
     input_size: int | None = None,
 ) -> int:
-    if model not in models.names():
-        raise SweepError(f"unknown model {model!r}; known: {', '.join(models.names())}")
+    model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
     check_writable_folder(out, "--out")
     given = {
         "dataset": dataset,
@@ -358,21 +357,28 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
     """The model's search space's fixed settings (its training recipe) under the options given on the
     command line; TrialConfig's defaults where the model has no search space. Every setting is checked
     here, before any data is read."""
+    from sweep.models.external import sizes as sizes_for
     from sweep.space_file import load_space, space_path, unit_layers
 
     try:
         path: Path | None = space_path(model)
     except SweepError:
         path = None
-    if path is None:
+    if path is None and models.is_external(model):  # sweep.space_default's recipe
+        space = load_space(model, None, given.get("dataset"))
+        cfg = space.trial_config({}, None, given)
+        source = f"{space.path} + the command line"
+    elif path is None:
         cfg = TrialConfig(model=model, **{k: v for k, v in given.items() if v is not None})
         dataset = cfg.dataset or models.default_dataset(model)
         cfg.validate(data.info(dataset).input_size if dataset in data.DATASETS else None)
         source = "the command line and defaults"
     else:
-        cfg = load_space(model, str(path)).trial_config({}, None, given)
+        cfg = load_space(model, str(path), given.get("dataset")).trial_config({}, None, given)
         source = f"{path.name} + the command line"
-    allowed = unit_layers(model)
+    outside = models.is_external(model)  # a model from outside the package is built for the data
+    sizes = sizes_for(cfg.dataset) if outside else {}
+    allowed = unit_layers(model, cfg.dataset if outside else None)
     unknown = [name for name in cfg.layers or () if name not in allowed]
     if unknown:
         raise SweepError(
@@ -382,7 +388,7 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
     if cfg.penalty == "nuclear" and not models.is_chain(model):
         # nuclear acts on single layers; refuse a residual stream or depthwise pair before reading data
         ProxStep(
-            neuron_groups(models.create(model), cfg.layers),
+            neuron_groups(models.create(model, **sizes), cfg.layers),
             make_penalty("nuclear"),
             cfg.lam,
             cfg.layer_scales,

@@ -26,6 +26,7 @@ import sqlalchemy
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from sweep import space_default
 from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError
 from sweep.files import check_writable_folder
@@ -154,7 +155,7 @@ def plan_sweep(
     overrides: dict[str, Any],
     **options: Any,  # sampler, scheduler, cpus_per_trial, gpus_per_trial, concurrency, address, out
 ) -> SweepPlan:
-    search_space = load_space(model, space)
+    search_space = load_space(model, space, overrides.get("dataset"))
     chosen = search_space.budget(budget)
     search_space = search_space.for_budget(chosen)
     if "latency_ms" in search_space.objectives:  # only then is it worth a few seconds per trial
@@ -177,7 +178,10 @@ def plan_sweep(
         ):
             if asked > have:
                 raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}(s) of this machine")
-    name = check_study_name(study or default_study_name(model, base.dataset or search_space.dataset))
+    from sweep.models.external import short_name
+
+    shown = short_name(search_space.model)  # a reference's file path is no study name
+    name = check_study_name(study or default_study_name(shown, base.dataset or search_space.dataset))
     return SweepPlan(search_space, chosen, overrides, base, name, wanted, **options)
 
 
@@ -238,6 +242,9 @@ def run_command(
     )
     url = resolve_storage(storage)
     print(f"storage: {display_url(url)}", flush=True)
+    default_space = space_default.announce(plan.space)  # a model from outside, without a file
+    if default_space:
+        print(default_space, flush=True)
     rdb = None
     if resume:  # before anything slow: the study must exist; read-only, so a refusal writes nothing
         from sweep.picks import open_storage_readonly

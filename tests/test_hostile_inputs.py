@@ -43,6 +43,59 @@ def _alias_chain_deep() -> str:
     return "fixed:\n" + "".join(f"  {line}\n" for line in lines) + "model: lenet\nsearch: {}\n"
 
 
+# Models from outside the package (sweep.models.external) that cannot be used, each for its own reason.
+OUTSIDE_NETS = """\
+import torch
+from torch import nn
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class Small(nn.Module):
+    def __init__(self, num_classes, in_channels, gate=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 4, 3)
+        self.fc = nn.Linear(4, num_classes)
+        self.gate = gate
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = Square.apply(x) if self.gate == "square" else torch.sigmoid(x) if self.gate else torch.relu(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def good(num_classes, in_channels):
+    return Small(num_classes, in_channels)
+
+
+def returns_int():
+    return 5
+
+
+def raises(num_classes):
+    raise ValueError("no such width")
+
+
+def custom_function(**kwargs):
+    return Small(kwargs["num_classes"], kwargs["in_channels"], "square")
+
+
+def sigmoid_gate(num_classes, in_channels):
+    return Small(num_classes, in_channels, "sigmoid")
+
+
+def wrong_classes(in_channels):
+    return Small(1000, in_channels)
+"""
+
 SPACES: dict[str, str | bytes] = {
     "valid.yaml": VALID,
     "bomb.yaml": _billion_laughs(),
@@ -78,6 +131,9 @@ SPACES: dict[str, str | bytes] = {
     "search_lr.yaml": "model: lenet\nsearch: {penalty: {choices: [l1]}, lr: {low: 0, high: 0.1}}\n",
     "search_batch.yaml": "model: lenet\nsearch: {penalty: {choices: [l1]}, batch_size: {low: 1, high: 1e23}}\n",
     "lam_nan.yaml": "model: lenet\nsearch: {penalty: {choices: [l1]}, lam: {low: .nan, high: 1}}\n",
+    "outside_broken.py": "import no_such_module_xyz\n",
+    "outside_nets.py": OUTSIDE_NETS,
+    "outside.yaml": "model: no_such_package_xyz.nets:make_net\nsearch: {penalty: {choices: [l1]}}\n",
 }
 
 TRAIN: list[tuple[list[str], str]] = [
@@ -275,6 +331,54 @@ EXPORT: list[tuple[list[str], str]] = [
     (["export", "nope", "--storage", "{DB}"], "no study named 'nope'"),
 ]
 
+# a model from outside the package (sweep.models.external) that does not import, build or analyse
+OUTSIDE: list[tuple[list[str], str]] = [
+    (
+        ["run", "{SPACES}/outside_broken.py:make_net", "--dataset", "mnist"],
+        "outside_broken.py:make_net': the file does not import: ModuleNotFoundError: No module named 'no_such",
+    ),
+    (
+        ["train", "no_such_package_xyz.nets:make_net", "--dataset", "mnist"],
+        "module 'no_such_package_xyz.nets' does not import: ModuleNotFoundError: No module named",
+    ),
+    (
+        ["run", "lenet", "--space", "{SPACES}/outside.yaml", "--dataset", "mnist"],
+        "outside.yaml: model: model 'no_such_package_xyz.nets:make_net': module 'no_such_package_xyz.nets'",
+    ),
+    (
+        ["run", "{SPACES}/outside_nets.py:missing", "--dataset", "mnist"],
+        "outside_nets.py:missing': the file has no function 'missing'; it defines: Small, Square, custom_f",
+    ),
+    (
+        ["train", "{SPACES}/outside_nets.py:returns_int", "--dataset", "mnist"],
+        "returns_int() returned int 5, not a torch.nn.Module",
+    ),
+    (
+        ["run", "{SPACES}/outside_nets.py:raises", "--dataset", "mnist"],
+        "raises(num_classes=10) raised ValueError: no such width",
+    ),
+    (
+        ["run", "{SPACES}/outside_nets.py:wrong_classes", "--dataset", "mnist"],
+        "gives logits of shape (1, 1000) for one 1x28x28 image; expected shape (1, 10)",
+    ),
+    (
+        ["run", "{SPACES}/outside_nets.py:custom_function", "--dataset", "mnist"],
+        "(the custom autograd function Square, which it cannot see into) after layer 'conv1' is not one",
+    ),
+    (
+        ["train", "{SPACES}/outside_nets.py:sigmoid_gate", "--dataset", "mnist"],
+        "op SigmoidBackward0 after layer 'conv1' is not one the channel analysis can follow",
+    ),
+    (
+        ["run", "{SPACES}/outside_nets.py:good"],
+        "outside_nets.py:good' comes from outside sweep and has no dataset of its own: give --dataset",
+    ),
+    (["train", "{SPACES}/outside_nets.py:good"], "has no dataset of its own: give --dataset (or dataset:"),
+    (["run", "{MISSING}/nets.py:make_net", "--dataset", "mnist"], "nets.py:make_net': file '"),
+    (["run", "nets:", "--dataset", "mnist"], "model 'nets:': expected MODULE:FUNCTION or FILE.py:FUNCTION"),
+    (["train", "nets.py:make-net"], "model 'nets.py:make-net': expected MODULE:FUNCTION or FILE.py"),
+]
+
 # The folder dataset: {FOLDERS}/NAME are the ImageFolders the world fixture writes, one fault each.
 FOLDER_TRAIN = ["train", "cifar10_quick", "--dataset", "folder", "--epochs", "1", "--data-dir"]
 FOLDER: list[tuple[list[str], str]] = [
@@ -290,7 +394,7 @@ FOLDER: list[tuple[list[str], str]] = [
     (["run", "lenet", "--input-size", "5000"], "input_size must be an integer in [4, 4096], got 5000"),
 ]
 
-ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT + FOLDER
+ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT + OUTSIDE + FOLDER
 
 
 @pytest.fixture(scope="module")

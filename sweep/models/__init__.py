@@ -7,6 +7,14 @@ body) or a ``ChainNet`` (one ``nn.Sequential``)::
     def tiny(num_classes, input_size, widths):
         ...
 
+A model from outside the package needs no registration: ``create`` (and ``check``, ``is_chain``,
+``default_dataset``) also take ``pkg.mod:fn``, ``path/to/nets.py:fn`` or the name of an entry point of
+group ``sweep.models``: any function returning an ``nn.Module``, called with ``num_classes``,
+``in_channels`` and ``input_size`` (height, width) where its signature accepts them, wrapped in a ``Net``
+named by the reference (``sweep.models.external``; ``check`` gives the form trials record, a file's path
+made absolute). Such a model has no dataset of its own, and without a search space file it is searched in
+``sweep.space_default``'s generic space.
+
 Networks that are not chains (ResNets, MobileNetV2) are registered with ``chain=False``; the plain
 ``nn.Module``s they wrap are also built by ``STRUCTURE_MODELS`` (name -> factory taking ``num_classes`` and
 ``in_channels``). Every model's channel groups come from ``sweep.structure``; training, metrics and export
@@ -24,9 +32,11 @@ from sweep.models.base import (
     ChainNet,
     Net,
     chain_names,
+    check,
     create,
     default_dataset,
     is_chain,
+    is_external,
     names,
     register_model,
 )
@@ -46,9 +56,11 @@ __all__ = [
     "ChainNet",
     "Net",
     "chain_names",
+    "check",
     "create",
     "default_dataset",
     "is_chain",
+    "is_external",
     "names",
     "register_model",
 ]

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sweep.errors import SweepError
+from sweep.errors import SweepError, quote
+from sweep.models import external
 from sweep.registry import Registry
 from sweep.structure import ChannelGroup, Removal, channel_groups, prune, replay
 
@@ -131,7 +132,28 @@ def register_model(
 
 
 def names() -> list[str]:
+    """The registered models (entry points and references are accepted besides; see ``check``)."""
     return MODELS.names()
+
+
+def is_external(name: str) -> bool:
+    """A model from outside the package: not registered, but an entry point's name or a reference."""
+    return name not in MODELS and external.is_external(name)
+
+
+def check(name: object) -> str:
+    """``name`` as trials record it, once it is known to name a model: a registered one, an entry point
+    of group ``sweep.models``, or a ``MODULE:FUNCTION`` / ``FILE.py:FUNCTION`` reference (imported here;
+    a file's path made absolute). SweepError otherwise, listing what is known."""
+    if isinstance(name, str) and name in MODELS:
+        return name
+    if isinstance(name, str) and is_external(name):
+        ref = external.canonical(name)
+        external.resolve(ref)
+        return ref
+    known = [*names(), *(n for n in external.entry_points() if n not in MODELS)]
+    own = f"or a function of your own: {external.FORMS}"
+    raise SweepError(f"unknown model {quote(name)}; known: {', '.join(known)}; {own}")
 
 
 def chain_names() -> list[str]:
@@ -140,6 +162,8 @@ def chain_names() -> list[str]:
 
 
 def is_chain(name: str) -> bool:
+    if is_external(name):
+        return False
     return bool(MODELS.entry(name).meta["chain"])
 
 
@@ -153,6 +177,8 @@ def no_widths(name: str, widths: dict[str, int]) -> None:
 
 
 def default_dataset(name: str) -> str:
+    if is_external(name):
+        raise external.no_dataset(name)
     return MODELS.entry(name).meta["dataset"]
 
 
@@ -165,7 +191,14 @@ def create(
     **kwargs: Any,
 ) -> Net:
     """Build a registered model. ``input_size`` is the image side (or (H, W)); ``widths`` overrides
-    the output width of unit layers by name (how export rebuilds a compact network)."""
+    the output width of unit layers by name (how export rebuilds a compact network). A name that is
+    not registered may be an entry point or a reference (``sweep.models.external``)."""
+    if is_external(name):
+        no_widths(name, dict(widths or {}))
+        if num_classes < 2:
+            raise SweepError(f"num_classes must be at least 2, got {num_classes}")
+        size = (input_size, input_size) if isinstance(input_size, int) else input_size
+        return external.create(external.canonical(name), num_classes, in_channels, size)
     entry = MODELS.entry(name)
     c, h, w = entry.meta["input_size"]
     if in_channels is not None:

@@ -254,6 +254,9 @@ def _check_ops(graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> None:
             continue
         after = _nearest_layer(node, names)
         where = f" after layer {after!r}" if after else " on the input"
+        custom = getattr(node.grad_fn, "_forward_cls", None)  # a torch.autograd.Function of its own
+        if custom is not None:
+            op = f"{op} (the custom autograd function {custom.__qualname__}, which it cannot see into)"
         raise SweepError(
             f"op {op}{where} is not one the channel analysis can follow (it must act on each channel "
             "alone and keep a zero channel zero: relu-like activations, pooling, add/mul of feature maps, "
