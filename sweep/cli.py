@@ -23,6 +23,7 @@ HANDLERS = {
 }
 
 PENALTIES = ["none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"]
+PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.PRECISIONS, without importing it here
 
 
 MESSAGE_LIMIT = 2000  # characters of one error line; past them the line is cut and ends in "..."
@@ -65,6 +66,15 @@ def folder(value: str) -> str:
         )
         raise argparse.ArgumentTypeError(f"must be an existing folder; {quote(value)} {problem}")
     return value
+
+
+def _init_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--init",
+        type=text,
+        help="start from these weights: a .safetensors or state-dict file, a sweep checkpoint or export, "
+        "torchvision:<Weights>.<NAME>, or baseline (run: the study's baseline, trained first)",
+    )
 
 
 def number(
@@ -164,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the model's search space (lenet: Caffe's inv), else constant",
     )
     p.add_argument("--device", type=text, default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="autocast dtype (auto: bf16 on a CUDA GPU that supports it, else fp32; fp16 needs a GPU)",
+    )
+    _init_arg(p)
     _data_args(p)
     p.add_argument("--out", type=text, default="runs/train", help="folder for the checkpoint")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
@@ -187,7 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="asha: stop trials early that trail on the Pareto fronts of their rung",
     )
     p.add_argument("--cpus-per-trial", type=number(), default=1.0)
-    p.add_argument("--gpus-per-trial", type=number(), default=0.0)
+    p.add_argument(
+        "--gpus-per-trial",
+        type=number(),
+        default=0.0,
+        help="GPUs per trial; a fraction packs trials on one GPU (0.25: four per GPU)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="autocast dtype of the trials (default: the search space's, else auto: bf16 on GPUs that "
+        "support it, fp32 on CPUs)",
+    )
+    _init_arg(p)
     p.add_argument("--concurrency", type=int, help="trials at once (default: as many as resources allow)")
     p.add_argument("--max-failures", type=int, default=0, help="times Ray runs a failed trial again")
     p.add_argument("--address", type=text, help="join an existing Ray cluster (ray://host:port or auto)")
@@ -224,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-error", type=number(0, 100), help="the smallest network with at most this error (%%)"
     )
     pick.add_argument("--knee", action="store_true", help="the knee of the error/neurons front")
+    pick.add_argument(
+        "--max-increase",
+        type=number(0, 100),
+        metavar="POINTS",
+        help="the smallest network within this many points of the baseline's held-out error (the default, 1.0)",
+    )
     p.add_argument("--out", type=text, help="output folder (default: export/STUDY-trialN)")
     p.add_argument("--format", type=text, default="torchscript,safetensors,onnx")
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS")

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 PENALTY_NAMES = ("none", "l1", "group_lasso", "sparse_group_lasso", "nuclear")
 LR_POLICIES = ("constant", "inv", "multistep", "cosine")
+# auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+INIT_BASELINE = "baseline"  # init: the study's baseline trial's weights (sweep run resolves it)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class TrialConfig:
     warmup_epochs: float = 0.0  # lam ramps linearly from 0 over these epochs
     batch_size: int = 64
     random_shift: int = 0  # training images translated by up to this many pixels per axis; 0: off
+    random_flip: bool = False  # training images mirrored left-right, each with probability 1/2
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -120,6 +124,8 @@ class TrialConfig:
     lr_milestones: list[int] = field(default_factory=list)  # multistep: epochs at which lr *= gamma
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto, bf16, fp16 or fp32: autocast dtype of forward and loss
+    init: str | None = None  # initial weights (sweep.weights); None: the model's own initialisation
     num_workers: int = 0
     eval_test: bool = True  # also measure top-1 error on the test split at the end
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
@@ -147,11 +153,13 @@ class TrialConfig:
 
         one_of("penalty", self.penalty, PENALTY_NAMES)
         one_of("lr_policy", self.lr_policy, LR_POLICIES)
+        one_of("precision", self.precision, PRECISIONS)
         text("model", self.model)
         text("dataset", self.dataset, optional=True)
         text("data_dir", self.data_dir, optional=True)
+        text("init", self.init, optional=True)
         text("device", self.device)
-        for key in ("debias_restart", "eval_test", "measure_latency"):
+        for key in ("debias_restart", "random_flip", "eval_test", "measure_latency"):
             flag(key, getattr(self, key))
         for key in FIELD_RANGES:
             value = getattr(self, key)
@@ -207,11 +215,12 @@ class TrialConfig:
 
 OBJECTIVE_NAMES = ("top1_error", "neurons", "params", "flops", "latency_ms")
 DEFAULT_OBJECTIVES = ("top1_error", "neurons")
-# Settings that depend on the machine, not on the study: left out of a study's fingerprint.
-MACHINE_KEYS = ("data_dir", "device", "num_workers")
+# Settings that depend on the machine, not on the study: left out of a study's fingerprint. A precision
+# says how a trial computes (auto differs by machine); each trial records the one it ran with.
+MACHINE_KEYS = ("data_dir", "device", "num_workers", "precision")
 # Settings added after studies were recorded: at their default they are left out of the fingerprint, so
 # such a study's fingerprint still matches.
-LATER_DEFAULTS: dict[str, Any] = {"input_size": None}
+LATER_DEFAULTS: dict[str, Any] = {"random_flip": False, "input_size": None}
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = ("lam", "alpha", "layers", "debias_fraction", "warmup_epochs")
 
@@ -286,6 +295,8 @@ class Budget:
     overrides: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Distribution] = field(default_factory=dict)
     start: tuple[dict[str, Any], ...] | None = None  # its own start points, in place of the space's
+    # with ``init: baseline``: the epochs of the baseline trial that every other trial fine-tunes from
+    baseline_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -417,6 +428,10 @@ class SearchSpace:
         values["layer_scales"] = scales
         if values.get("penalty") == "none":  # the baseline: no penalty, so lambda is 0, not a default
             values.update(lam=0.0, layers=None, layer_scales={})
+            if values.get("init") == INIT_BASELINE:  # it is what the others start from: trained afresh
+                values["init"] = None
+                if budget is not None and self.budget(budget).baseline_epochs:
+                    values.update(epochs=self.budget(budget).baseline_epochs, debias_epochs=0)
         if fraction is not None:
             epochs = int(values.get("epochs", TrialConfig.epochs))
             values["debias_epochs"] = max(0, min(round(fraction * epochs), epochs - 1))

@@ -1,5 +1,6 @@
 """The splits a dataset loads into: uint8 tensors in memory, batched and normalised one batch at a time
-(``TensorSplit``), or image files streamed through DataLoader workers (``FolderSplit``)."""
+on whatever device they live on (``TensorSplit``), or image files streamed through DataLoader workers
+(``FolderSplit``)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ class Split(Protocol):
     def __len__(self) -> int: ...
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0, flip: bool = False
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """(float32 normalised NCHW images, int64 labels); the order under shuffle depends on seed only.
-        ``shift`` > 0 translates every image by a random offset of up to that many pixels per axis."""
+        ``shift`` > 0 translates every image by a random offset of up to that many pixels per axis;
+        ``flip`` mirrors each image left-right with probability 1/2."""
         ...
 
     def num_batches(self, batch_size: int) -> int: ...
@@ -46,6 +48,17 @@ class Splits:
     holdout: Split  # held out from train, used to choose trials (never the test split)
     test: Split  # the official test split
     source: str  # where the data was read from
+
+    def to(self, device: torch.device) -> Splits:
+        """The splits as a trial on ``device`` reads them: in-memory images moved there once (uint8;
+        train and held-out share one copy), folders streamed into pinned memory for a CUDA device."""
+        moved: dict[int, Tensor] = {}
+
+        def put(split: Split) -> Split:
+            to = getattr(split, "to", None)  # a split type without ``to`` is read as it is
+            return split if to is None else to(device, moved)
+
+        return Splits(self.info, put(self.train), put(self.holdout), put(self.test), self.source)
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -63,7 +76,12 @@ class _Batched:
 
 
 class TensorSplit(_Batched):
-    """uint8 NCHW images in memory (optionally a subset of them by ``index``), normalised per batch."""
+    """uint8 NCHW images in memory (optionally a subset of them by ``index``), normalised per batch.
+
+    The images may live on any device (``to``): batching, shifts, flips and normalisation then run there.
+    The random draws (order, offsets, flips) come from a CPU generator seeded by ``seed``, all of an
+    epoch's at its start and moved over in one copy, so every device yields the same batches and a
+    step needs no transfer from the host."""
 
     def __init__(
         self,
@@ -78,46 +96,99 @@ class TensorSplit(_Batched):
         self.images = images
         self.labels = labels
         self.index = index
+        self.mean, self.std = mean, std
         channels = images.shape[1]
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
         # (x / 255 - mean) / std == x * scale - shift
-        self._scale = 1.0 / (255.0 * std_t)
-        self._shift = mean_t / std_t
+        self._scale = (1.0 / (255.0 * std_t)).to(images.device)
+        self._shift = (mean_t / std_t).to(images.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device, moved: dict[int, Tensor] | None = None) -> TensorSplit:
+        """This split with its images, labels and index on ``device``; ``moved`` (id of a tensor -> its
+        copy) lets splits that hold the same tensor share one copy."""
+        memo: dict[int, Tensor] = {} if moved is None else moved
+
+        def put(t: Tensor) -> Tensor:
+            if id(t) not in memo:
+                memo[id(t)] = t.to(device)
+            return memo[id(t)]
+
+        index = None if self.index is None else put(self.index)
+        return TensorSplit(put(self.images), put(self.labels), self.mean, self.std, index)
 
     def __len__(self) -> int:
         return len(self.index) if self.index is not None else len(self.labels)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0, flip: bool = False
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_size(batch_size)
-        n = len(self)
+        n, device = len(self), self.device
         order = self.index
         generator = torch.Generator().manual_seed(seed)
         if shuffle:
-            perm = torch.randperm(n, generator=generator)
+            perm = torch.randperm(n, generator=generator).to(device)
             order = perm if order is None else order[perm]
+        offsets, flips = epoch_draws(n, batch_size, shift, flip, generator)
+        offsets = None if offsets is None else offsets.to(device)
+        flips = None if flips is None else flips.to(device)
         for start in range(0, n, batch_size):
+            end = start + batch_size
             if order is None:
-                images = self.images[start : start + batch_size]
-                labels = self.labels[start : start + batch_size]
+                images, labels = self.images[start:end], self.labels[start:end]
             else:
-                rows = order[start : start + batch_size]
+                rows = order[start:end]
                 images, labels = self.images[rows], self.labels[rows]
-            if shift > 0:
-                images = random_shift(images, shift, generator)
+            if offsets is not None:
+                images = shift_images(images, shift, offsets[:, start:end])
+            if flips is not None:
+                images = torch.where(flips[start:end, None, None, None], images.flip(3), images)
             yield images.to(torch.float32).mul_(self._scale).sub_(self._shift), labels
+
+
+def epoch_draws(
+    n: int, batch_size: int, shift: int, flip: bool, generator: torch.Generator
+) -> tuple[Tensor | None, Tensor | None]:
+    """An epoch's random offsets (2, n) and flips (n,), drawn batch after batch from ``generator`` in
+    the order a per-batch draw would take them (a batch's offsets, then its flips)."""
+    offsets: list[Tensor] = []
+    flips: list[Tensor] = []
+    if shift <= 0 and not flip:
+        return None, None
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        if shift > 0:
+            offsets.append(torch.randint(0, 2 * shift + 1, (2, b), generator=generator))
+        if flip:
+            flips.append(torch.randint(0, 2, (b,), generator=generator).bool())
+    return (
+        torch.cat(offsets, dim=1) if offsets else None,
+        torch.cat(flips) if flips else None,
+    )
 
 
 def random_shift(images: Tensor, shift: int, generator: torch.Generator) -> Tensor:
     """Each image translated by its own offset in [-shift, shift] per axis, the border filled with 0."""
+    offsets = torch.randint(0, 2 * shift + 1, (2, images.shape[0]), generator=generator)
+    return shift_images(images, shift, offsets.to(images.device))
+
+
+def shift_images(images: Tensor, shift: int, offsets: Tensor) -> Tensor:
+    """``images`` translated by ``offsets`` (2, b): rows dy, columns dx in [0, 2 * shift] of the
+    zero-padded image (shift means no move), on the images' device."""
     b, c, h, w = images.shape
+    device = images.device
     padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
-    dy, dx = (torch.randint(0, 2 * shift + 1, (2, b), generator=generator)).unbind()
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
-    return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    dy, dx = offsets.unbind()
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
+    batch = torch.arange(b, device=device)[:, None, None, None]
+    return padded[batch, torch.arange(c, device=device)[None, :, None, None], rows, cols]
 
 
 class _ImageList(torch.utils.data.Dataset):
@@ -146,14 +217,23 @@ class FolderSplit(_Batched):
         self.samples = samples
         self.transform = transform
         self.num_workers = num_workers
+        self.pin_memory: bool | None = None  # None: pinned whenever a CUDA GPU is visible
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def to(self, device: torch.device, moved: dict[int, Tensor] | None = None) -> FolderSplit:
+        """The files stay where they are; batches come in pinned memory when ``device`` is a GPU, so the
+        trial's ``.to(device, non_blocking=True)`` overlaps the copy with compute."""
+        split = FolderSplit(self.samples, self.transform, self.num_workers)
+        split.pin_memory = torch.device(device).type == "cuda"
+        return split
+
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, shift: int = 0, flip: bool = False
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """``shift`` is ignored: image folders augment through their transform (random resized crops)."""
+        """``shift`` and ``flip`` are ignored: image folders augment through their transform (random
+        resized crops and flips)."""
         _check_batch_size(batch_size)
         loader = torch.utils.data.DataLoader(
             _ImageList(self.samples, self.transform),
@@ -161,7 +241,7 @@ class FolderSplit(_Batched):
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(seed),  # also seeds the workers' augmentation
             num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() if self.pin_memory is None else self.pin_memory,
         )
         yield from loader
 

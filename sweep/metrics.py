@@ -9,9 +9,11 @@ costs nothing)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -21,6 +23,9 @@ from sweep import models
 from sweep.models.base import Net
 from sweep.sparsity.groups import alive_masks
 from sweep.structure import prune
+
+if TYPE_CHECKING:
+    from sweep.train_step import Compute
 
 BYTES_PER_PARAM = 4  # float32
 
@@ -89,18 +94,25 @@ def size_at(model: Net, keep: dict[str, torch.Tensor] | None = None) -> NetworkS
 
 
 @torch.no_grad()
-def top1_error(model: torch.nn.Module, batches, device: torch.device) -> tuple[float, float]:
-    """(top-1 error in percent, mean cross-entropy) over an iterable of (images, labels)."""
+def top1_error(
+    model: torch.nn.Module, batches, device: torch.device, compute: Compute | None = None
+) -> tuple[float, float]:
+    """(top-1 error in percent, mean cross-entropy) over an iterable of (images, labels); ``compute``:
+    the trial's autocast and input layout. Counted on the device, read once at the end (each batch's
+    loss summed in float64, as a Python float sum of them would be)."""
     model.eval()
-    wrong = total = 0
-    loss_sum = 0.0
+    wrong = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    total = 0
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-        wrong += int((logits.argmax(dim=1) != y).sum())
+        x = compute.inputs(x) if compute is not None else x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with compute.autocast() if compute is not None else contextlib.nullcontext():
+            logits = model(x)
+        loss_sum += torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+        wrong += (logits.argmax(dim=1) != y).sum()
         total += int(y.numel())
-    return 100.0 * wrong / max(total, 1), loss_sum / max(total, 1)
+    return 100.0 * int(wrong) / max(total, 1), float(loss_sum) / max(total, 1)
 
 
 def sparsity_metrics(model: Net, full: NetworkSize | None = None) -> dict:

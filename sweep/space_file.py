@@ -32,7 +32,7 @@ from sweep.errors import QUOTE_LIMIT, SweepError, quote
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
 SPACE_KEYS = ("model", "dataset", "data_dir", "objectives", "fixed", "search", "start", "budgets")
-BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search", "start")
+BUDGET_KEYS = ("trials", "epochs", "subset", "overrides", "search", "start", "baseline_epochs")
 # Trial settings a space may not fix: they come from the top of the file, the budget or the command line.
 NOT_FIXABLE = ("model", "dataset", "data_dir", "subset", "epochs", "seed", "device")
 # Searchable settings and the kind of value each takes ("layers" and "layer_scales" are special forms,
@@ -549,7 +549,15 @@ class _SpaceParser:
             subset = spec.get("subset")
             if subset is not None:
                 subset = int(self.number(subset, f"{where}.subset", integer=True))
-            for key, n in (("trials", trials), ("epochs", epochs), ("subset", subset)):
+            baseline_epochs = spec.get("baseline_epochs")
+            if baseline_epochs is not None:
+                baseline_epochs = int(self.number(baseline_epochs, f"{where}.baseline_epochs", integer=True))
+            for key, n in (
+                ("trials", trials),
+                ("epochs", epochs),
+                ("subset", subset),
+                ("baseline_epochs", baseline_epochs),
+            ):
                 if n is not None and n < 1:
                     raise self.fail(f"{where}.{key}", f"must be at least 1, got {n}")
             overrides = self.fixed(spec.get("overrides") or {}, f"{where}.overrides")
@@ -558,7 +566,7 @@ class _SpaceParser:
             if "start" in spec:  # validated against the distributions this budget samples
                 given_at = {key: f"{where}.search" for key in own}
                 start = self.start(spec["start"] or [], {**search, **own}, f"{where}.start", given_at)
-            out[name] = Budget(name, trials, epochs, subset, overrides, own, start)
+            out[name] = Budget(name, trials, epochs, subset, overrides, own, start, baseline_epochs)
         return out
 
     def budget_search(

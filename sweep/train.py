@@ -9,6 +9,7 @@ prox also shrinks the surviving neurons and that costs accuracy."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -36,6 +37,10 @@ from sweep.errors import SweepError, quote
 from sweep.files import check_writable_folder
 from sweep.metrics import size_at, sparsity_metrics, top1_error
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
+from sweep.train_step import Compute, TrainStep, out_of_memory, resolve_compute, resolve_device
+from sweep.weights import check_init, load_initial_weights
+
+__all__ = ["DivergedError", "resolve_device", "train_command", "train_trial"]
 
 Report = Callable[[dict[str, Any], str | None], None]
 EVAL_BATCH = 500
@@ -48,17 +53,6 @@ HISTORY_KEYS = ("epoch", "phase", "loss", "top1_error", "neurons", "widths", "ep
 
 class DivergedError(SweepError):
     """The loss became NaN or infinite (for example lambda far too large)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SweepError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise SweepError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
 
 
 def learning_rate(cfg: TrialConfig, it: int, epoch: int, schedule_iters: int) -> float:
@@ -109,11 +103,24 @@ def seed_everything(seed: int) -> None:
 
 
 def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | None = None) -> dict[str, Any]:
-    """Train one network as ``cfg`` says; returns the final metrics (DESIGN.md's trial attributes)."""
+    """Train one network as ``cfg`` says; returns the final metrics (DESIGN.md's trial attributes).
+    The device and precision it resolved are in the metrics' ``config`` (and the checkpoint's)."""
     cfg.validate()
+    compute = resolve_compute(cfg.device, cfg.precision)
+    try:
+        return _train(cfg, compute, report, out_dir)
+    except torch.cuda.OutOfMemoryError as err:
+        message = str(err)
+    # raised here, outside the except: the CUDA error and the tensors its frames hold are let go
+    raise out_of_memory(message, compute.device)
+
+
+def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: str | None) -> dict[str, Any]:
     started = time.perf_counter()
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = compute.device
+    compute.start()
+    cfg = dataclasses.replace(cfg, device=str(device), precision=compute.precision)
     dataset = cfg.dataset or models.default_dataset(cfg.model)
     splits = data.load(
         dataset,
@@ -123,11 +130,13 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         seed=HOLDOUT_SEED,
         num_workers=min(cfg.num_workers, os.cpu_count() or 1),
         input_size=cfg.input_size,
-    )
+    ).to(device)  # in-memory images move to the device once; a step reads no host memory
     info = splits.info
     model = models.create(
         cfg.model, num_classes=info.num_classes, in_channels=info.in_channels, input_size=info.input_size
     )
+    if cfg.init is not None:
+        load_initial_weights(model, cfg.init)
     full_size = size_at(model)
     model.to(device)
     constrained = neuron_groups(model, cfg.layers)
@@ -140,6 +149,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
+    step = TrainStep(model, optimizer, compute)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="sweep-trial-"))
     iters_per_epoch = splits.train.num_batches(cfg.batch_size)
     total_iters = iters_per_epoch * cfg.epochs
@@ -166,21 +176,22 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
         loss_sum = torch.zeros((), device=device)
         seen = 0
         for x, y in splits.train.batches(
-            cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch, shift=cfg.random_shift
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed * 1000 + epoch,
+            shift=cfg.random_shift,
+            **({"flip": True} if cfg.random_flip else {}),  # a split type without flips is asked none
         ):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = compute.inputs(x), y.to(device, non_blocking=True)
             lr = learning_rate(cfg, it - schedule_start, epoch, schedule_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, stepped = step(x, y)  # autocast forward + loss; fp32 weights, optimizer step
             if mask is not None:
                 mask(optimizer)
-            elif use_prox:
+            elif use_prox and stepped:  # on the fp32 weights, after the (scaler's) step
                 prox(optimizer, min(1.0, (it + 1) / warmup_iters) if warmup_iters > 0 else 1.0)
-            loss_sum += loss.detach() * y.numel()
+            loss_sum += loss.detach().float() * y.numel()
             seen += y.numel()
             it += 1
             if it % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
@@ -191,7 +202,7 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
                 f"training loss became {train_loss} in epoch {epoch + 1} "
                 f"(penalty {cfg.penalty}, lambda {cfg.lam:g}): diverged"
             )
-        error, holdout_loss = top1_error(model, splits.holdout.batches(EVAL_BATCH), device)
+        error, holdout_loss = top1_error(model, splits.holdout.batches(EVAL_BATCH), device, compute)
         metrics = {
             "epoch": epoch + 1,
             "phase": "debias" if mask is not None else "sparse",
@@ -201,12 +212,14 @@ def train_trial(cfg: TrialConfig, report: Report | None = None, out_dir: str | N
             "lr": lr,
             "penalty_value": float(prox.value()) if use_prox else 0.0,
             **sparsity_metrics(model, full_size),
+            **compute.memory(),
+            "config": cfg.to_dict(),  # device and precision as resolved
             "epoch_seconds": round(time.perf_counter() - epoch_start, 3),
         }
         history.append({k: metrics[k] for k in HISTORY_KEYS})
         last = epoch + 1 == cfg.epochs
         if last:
-            metrics.update(final_metrics(cfg, model, splits, device, dataset, history, started))
+            metrics.update(final_metrics(cfg, model, splits, compute, dataset, history, started))
         # No optimizer state: a trial cut short is re-run, never continued, and momentum would double
         # the file (about 1 GB for the 224 px VGG-13).
         save_checkpoint(
@@ -226,14 +239,15 @@ def final_metrics(
     cfg: TrialConfig,
     model: models.Net,
     splits: data.Splits,
-    device: torch.device,
+    compute: Compute,
     dataset: str,
     history: list[dict[str, Any]],
     started: float,
 ) -> dict[str, Any]:
     test_error = None
     if cfg.eval_test:
-        test_error, _ = top1_error(model, splits.test.batches(EVAL_BATCH), device)
+        # in float32 whatever the trial's precision: export measures it again and must find it equal
+        test_error, _ = top1_error(model, splits.test.batches(EVAL_BATCH), compute.device)
     extra = {"latency_ms": compact_latency_ms(model)} if cfg.measure_latency else {}
     return {
         **extra,
@@ -295,11 +309,14 @@ def train_command(
     seed: int,
     out: str,
     json: bool,
+    precision: str = "auto",
+    init: str | None = None,
     input_size: int | None = None,
 ) -> int:
     model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
     check_writable_folder(out, "--out")
     given = {
+        "init": str(Path(init).expanduser().resolve()) if init and Path(init).expanduser().exists() else init,
         "dataset": dataset,
         "data_dir": data_dir,
         "subset": subset,
@@ -317,12 +334,14 @@ def train_command(
         "lr_policy": lr_policy,
         "seed": seed,
         "device": device,
+        "precision": precision,
     }
     cfg, source = command_line_config(model, given)
+    compute = resolve_compute(cfg.device, cfg.precision)  # a GPU that is not there: refused before data
     print(
         f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}, {cfg.epochs} epochs "
         f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
-        f"settings from {source}; checkpoint in {out}",
+        f"{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
         flush=True,
     )
 
@@ -376,6 +395,7 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
     else:
         cfg = load_space(model, str(path), given.get("dataset")).trial_config({}, None, given)
         source = f"{path.name} + the command line"
+    check_init(cfg.model, cfg.dataset or models.default_dataset(cfg.model), cfg.init, sweep=False)
     outside = models.is_external(model)  # a model from outside the package is built for the data
     sizes = sizes_for(cfg.dataset) if outside else {}
     allowed = unit_layers(model, cfg.dataset if outside else None)

@@ -27,8 +27,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from sweep import space_default
-from sweep.config import Budget, Distribution, SearchSpace, TrialConfig
-from sweep.errors import SweepError
+from sweep.config import INIT_BASELINE, Budget, Distribution, SearchSpace, TrialConfig
+from sweep.errors import SweepError, first_line
 from sweep.files import check_writable_folder
 from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
 from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray, local_session_name
@@ -57,15 +57,16 @@ from sweep.study_search import (
     DATABASE_WRITE_FAILED,
     EMPTY_LAYERS,
     RECORD,
-    first_line,
     print_line,
     progress_class,
     root_cause_line,
     searcher_class,
 )
+from sweep.weights import check_init
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
+BASELINE_POLL_S = 5.0  # how often a driver looks whether another driver's baseline trial has finished
 NO_SPACE = "No space left on device"  # strerror of ENOSPC, in a failed trial's reason
 
 
@@ -143,6 +144,7 @@ class SweepPlan:
     address: str | None
     out: str
     max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
+    baseline_only: bool = False  # run only the study's baseline (the first phase of init: baseline)
     ray_session: str | None = None  # the Ray session this driver started itself, if it did
 
 
@@ -171,13 +173,29 @@ def plan_sweep(
         raise SweepError(f"--max-failures must be 0 or more, got {options['max_failures']}")
     if not cpus > 0 or gpus < 0:
         raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
+    if gpus > 1 and not float(gpus).is_integer():
+        raise SweepError(
+            f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number (Ray shares one GPU in fractions "
+            "of it, such as 0.25 for four trials per GPU)"
+        )
     if not options["address"]:
         for flag, asked, have, unit in (
-            ("--cpus-per-trial", cpus, os.cpu_count() or 1, "CPU"),
-            ("--gpus-per-trial", gpus, local_gpus() if gpus > 0 else 0, "GPU"),
+            ("--cpus-per-trial", cpus, os.cpu_count() or 1, "CPU(s) of this machine"),
+            (
+                "--gpus-per-trial",
+                gpus,
+                local_gpus() if gpus > 0 else 0,
+                "CUDA GPU(s) torch sees on this machine",
+            ),
         ):
             if asked > have:
-                raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}(s) of this machine")
+                raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}")
+    if base.precision == "fp16" and gpus == 0:
+        raise SweepError(
+            "--precision fp16 needs a CUDA GPU per trial, and --gpus-per-trial 0 runs the trials on CPUs; "
+            "use bf16 or fp32, or give the trials GPUs"
+        )
+    check_init(base.model, base.dataset, base.init)
     from sweep.models.external import short_name
 
     shown = short_name(search_space.model)  # a reference's file path is no study name
@@ -206,6 +224,8 @@ def run_command(
     resume: bool,
     out: str,
     max_failures: int = 0,
+    precision: str | None = None,
+    init: str | None = None,
     input_size: int | None = None,
 ) -> int:
     """``sweep run``: search the model's space for the error/size trade-off; trials go to the study.
@@ -223,6 +243,8 @@ def run_command(
         "input_size": input_size,
         "epochs": epochs,
         "seed": seed,
+        "precision": precision,
+        "init": _absolute_init(init),
     }
     plan = plan_sweep(
         model,
@@ -254,7 +276,8 @@ def run_command(
             load_existing(readonly, plan.name)
         finally:
             readonly.engine.dispose()
-    _check_out(plan.out)
+    if "://" not in plan.out:  # a URI is left to Ray
+        check_writable_folder(plan.out, "--out")
     # Everything that can refuse the run does so before the database is written: the data and the trial
     # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -276,12 +299,6 @@ def run_command(
         return _run_study(plan, url, rdb, resume, seed, started)
     finally:
         stop_ray(started_ray)
-
-
-def _check_out(out: str) -> None:
-    """``--out`` must be a folder this process can create or write (a URI is left to Ray)."""
-    if "://" not in out:
-        check_writable_folder(out, "--out")
 
 
 def _run_study(
@@ -327,7 +344,11 @@ def _run_study(
             f"objectives {', '.join(plan.space.objectives)}",
             flush=True,
         )
-        outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, plan.trials if resume else None)
+        until = plan.trials if resume else None
+        if plan.base.init == INIT_BASELINE:
+            outcomes = _fit_from_baseline(plan, opened.study, rdb, remaining, seed, fault, until)
+        else:
+            outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, until)
     _print_run_line(outcomes, started)
     try:
         summary = summary_lines(load_existing(rdb, plan.name), display_url(url))
@@ -349,6 +370,65 @@ def _run_study(
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
+
+
+def _absolute_init(init: str | None) -> str | None:
+    """A weights file as an absolute path (Ray workers run in other folders); other forms as given."""
+    if init is None or init == INIT_BASELINE or init.startswith("torchvision:"):
+        return init
+    return str(Path(init).expanduser().resolve())
+
+
+def _fit_from_baseline(
+    plan: SweepPlan,
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    n_trials: int,
+    seed: int,
+    fault: list[str],
+    until: int | None,
+) -> list[dict[str, Any]]:
+    """``init: baseline``: the study's unconstrained baseline is trained first (once per study, FIFO, its
+    own ``baseline_epochs``), then every other trial starts from its final checkpoint."""
+    outcomes: list[dict[str, Any]] = []
+    checkpoint = _baseline_checkpoint(study, rdb, plan)
+    if checkpoint is None:
+        epochs = plan.budget.baseline_epochs or plan.base.epochs
+        print(
+            f"init: baseline: training the study's baseline first ({epochs} epoch(s)); the other trials "
+            "fine-tune from it",
+            flush=True,
+        )
+        first = dataclasses.replace(plan, baseline_only=True, scheduler="fifo")
+        outcomes = _fit(first, study, rdb, 1, seed, fault, until)
+        n_trials -= sum(o.get("state") == "COMPLETE" for o in outcomes)
+        checkpoint = None if fault else _baseline_checkpoint(study, rdb, plan)
+        if checkpoint is None:
+            if not fault:
+                fault.append(
+                    "the baseline trial, which every other trial fine-tunes from (init: baseline), "
+                    "did not finish"
+                )
+            return outcomes
+    print(f"init: baseline: the trials fine-tune from {checkpoint}", flush=True)
+    rest = dataclasses.replace(plan, overrides={**plan.overrides, "init": checkpoint})
+    return outcomes + (_fit(rest, study, rdb, n_trials, seed, fault, until) if n_trials > 0 else [])
+
+
+def _baseline_checkpoint(study: optuna.Study, rdb: optuna.storages.RDBStorage, plan: SweepPlan) -> str | None:
+    """The final checkpoint of the study's complete baseline trial (waiting while another driver of the
+    study trains it), or None when it has none yet."""
+    from sweep.export.command import checkpoint_path
+
+    while True:
+        trials = [t for t in study.get_trials(deepcopy=False) if is_baseline(t)]
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("checkpoint")]
+        if done:
+            return str(checkpoint_path(str(done[0].user_attrs["checkpoint"]), rdb.url))
+        if not any(t.state == TrialState.RUNNING for t in trials):
+            return None
+        print("init: baseline: waiting for the baseline trial another driver is training", flush=True)
+        time.sleep(BASELINE_POLL_S)
 
 
 def _prepare(cfg: TrialConfig) -> None:
@@ -393,7 +473,10 @@ def _fit(
         return fit_on_cluster(plan, rdb, n_trials, seed, fault, until)
     only = ("penalty", "lam") if plan.sampler == "grid" else None
     space = sampled_space(plan.space, study)
-    points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
+    if plan.baseline_only:
+        points = [space.baseline()]
+    else:
+        points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
     with study_lock(rdb, study._study_id):  # other drivers of the study wait (sweep.study_drivers)
         enqueue_missing(study, points, limit=n_trials)
         runs = count_run(study)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from conftest import mnist_like_arrays, write_idx, write_image_folder
 from sample_study import STUDY, make_study
 
@@ -27,6 +28,7 @@ from sweep.config import TrialConfig
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 VALID = "model: lenet\nsearch: {penalty: {choices: [l1]}}\n"
+GPUS = torch.cuda.device_count()  # rows about GPUs ask for one more than there are
 
 
 def _billion_laughs() -> str:
@@ -173,6 +175,18 @@ TRAIN: list[tuple[list[str], str]] = [
     (["train", "lenet", "--data-dir", "{EMPTY}"], "(the data folder given, {EMPTY}, and nowhere else)"),
     (["train", "lenet", "--out", ""], "argument --out: must not be empty"),
     (["train", "lenet", "--epochs", "1", "--bogus"], "unrecognized arguments: --bogus"),
+    (
+        ["train", "lenet", "--device", "cpu", "--precision", "fp16"],
+        "precision fp16 needs a CUDA GPU, and this trial runs on cpu; use bf16 or fp32",
+    ),
+    (["train", "lenet", "--precision", "fp8"], "argument --precision: invalid choice: 'fp8'"),
+    (["train", "lenet", "--precision", ""], "argument --precision: invalid choice: ''"),
+    (
+        ["train", "lenet", "--device", f"cuda:{max(3, GPUS)}"],
+        f"device 'cuda:{max(3, GPUS)}' asked for, but "
+        + ("no CUDA GPU is visible" if GPUS == 0 else f"torch sees {GPUS} CUDA GPU(s)"),
+    ),
+    (["train", "lenet", "--device", "cuda:-1"], "device must be auto, cpu, cuda or cuda:N, got 'cuda:-1'"),
 ]
 
 RUN: list[tuple[list[str], str]] = [
@@ -246,6 +260,18 @@ RUN: list[tuple[list[str], str]] = [
         ["run", "cifar10_quick", "--space", "{SPACES}/valid.yaml"],
         "this space is for 'lenet', not 'cifar10_quick'",
     ),
+    (["run", "lenet", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU per trial"),
+    (["run", "lenet", "--precision", "half"], "argument --precision: invalid choice: 'half'"),
+    (
+        ["run", "lenet", "--gpus-per-trial", str(GPUS + 1)],
+        f"--gpus-per-trial {GPUS + 1} is more than the {GPUS} CUDA GPU(s) torch sees on this machine",
+    ),
+    *(
+        [(["run", "lenet", "--gpus-per-trial", "0.25"], "is more than the 0 CUDA GPU(s) torch sees")]
+        if GPUS == 0
+        else []
+    ),
+    (["run", "lenet", "--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5: above 1 it must be a whole number"),
 ]
 
 STATUS: list[tuple[list[str], str]] = [

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -36,7 +37,8 @@ def test_trial_reports_each_epoch_and_writes_a_loadable_checkpoint(tiny_mnist_di
     assert "latency_ms" not in reports[0][0], "measured once, at the end"
     assert reports[-1][0]["widths"] == reports[-2][0]["widths"]  # debias holds dead neurons at zero
     ckpt = load_checkpoint(reports[-1][1])
-    assert ckpt.epoch == 3 and ckpt.config == cfg
+    # the checkpoint records the device and precision the trial resolved "auto" to
+    assert ckpt.epoch == 3 and ckpt.config == dataclasses.replace(cfg, device="cpu", precision="fp32")
     alive = ckpt.model.body.fc1.weight.abs().sum(1).ne(0).sum()
     assert int(alive) == final["widths"]["fc1"]
 

@@ -70,6 +70,9 @@ def build_card(
             "layers": cfg.layers,
             "epochs": cfg.epochs,
             "debias_epochs": cfg.debias_epochs,
+            # as the trial resolved them ("auto" in a checkpoint written before they were recorded)
+            "precision": cfg.precision,
+            "device": cfg.device,
         },
         "widths": {
             "before": dense.widths(),
@@ -187,8 +190,8 @@ def readme_text(card: dict[str, Any]) -> str:
     bullet = "\n".join(f"- {line}" for line in _summary_lines(card))
     return f"""# {card["model"]}: compact network from trial {src["trial"]} of study `{src["study"]}`
 
-Trained on {card["dataset"]} with penalty `{tr["penalty"]}` (lambda {tr["lam"]:g}); the neurons the
-penalty removed are physically gone. Checked on real test images to compute the same logits as the
+Trained on {card["dataset"]} with penalty `{tr["penalty"]}` (lambda {tr["lam"]:g}), in {tr.get("precision", "fp32")}
+on {tr.get("device", "an unrecorded device")}; the neurons the penalty removed are physically gone. Checked on real test images to compute the same logits as the
 trained network.
 
 {bullet}
