@@ -38,7 +38,7 @@ from sweep.files import check_writable_folder
 from sweep.metrics import size_at, sparsity_metrics, top1_error
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 from sweep.train_step import Compute, TrainStep, out_of_memory, resolve_compute, resolve_device
-from sweep.weights import check_init, load_initial_weights
+from sweep.weights import absolute_init, check_init, load_initial_weights
 
 __all__ = ["DivergedError", "resolve_device", "train_command", "train_trial"]
 
@@ -316,7 +316,7 @@ def train_command(
     model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
     check_writable_folder(out, "--out")
     given = {
-        "init": str(Path(init).expanduser().resolve()) if init and Path(init).expanduser().exists() else init,
+        "init": absolute_init(init),
         "dataset": dataset,
         "data_dir": data_dir,
         "subset": subset,

@@ -62,7 +62,7 @@ from sweep.study_search import (
     root_cause_line,
     searcher_class,
 )
-from sweep.weights import check_init
+from sweep.weights import absolute_init, check_init
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
@@ -244,7 +244,7 @@ def run_command(
         "epochs": epochs,
         "seed": seed,
         "precision": precision,
-        "init": _absolute_init(init),
+        "init": absolute_init(init),
     }
     plan = plan_sweep(
         model,
@@ -370,13 +370,6 @@ def _run_study(
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
-
-
-def _absolute_init(init: str | None) -> str | None:
-    """A weights file as an absolute path (Ray workers run in other folders); other forms as given."""
-    if init is None or init == INIT_BASELINE or init.startswith("torchvision:"):
-        return init
-    return str(Path(init).expanduser().resolve())
 
 
 def _fit_from_baseline(

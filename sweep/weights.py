@@ -32,6 +32,14 @@ ALLOWED = (
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 
+def absolute_init(init: str | None) -> str | None:
+    """A weights file as an absolute path (Ray workers and checkpoints outlive the working directory);
+    ``baseline`` and torchvision names as given."""
+    if init is None or init == INIT_BASELINE or init.startswith(TORCHVISION_PREFIX):
+        return init
+    return str(Path(init).expanduser().resolve())
+
+
 def read_state(init: str) -> dict[str, torch.Tensor]:
     """The tensors ``init`` names, keyed as they were saved."""
     if init == INIT_BASELINE:

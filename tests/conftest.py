@@ -115,6 +115,26 @@ def shared_data_dir() -> Path:
     pytest.skip(f"real data not found in {SHARED_DATA} or $SWEEP_DATA_DIR")
 
 
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """A local Ray of 2 CPUs for the tests of one module that run sweeps in this process."""
+    import logging
+
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        object_store_memory=128 * 2**20,
+    )
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def postgres_url() -> str:
     """The test PostgreSQL server's URL ($SWEEP_TEST_POSTGRES); skips when it is not set."""

@@ -3,8 +3,6 @@ export's default pick (the smallest network within ``--max-increase`` points of 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -120,23 +118,6 @@ def test_bad_init_on_the_command_line_is_one_line_and_writes_nothing(tmp_path, c
     argv = ["run", "lenet", "--init", str(tmp_path / "other.pt"), "--storage", f"sqlite:///{db}"]
     assert main([*argv, "--out", str(tmp_path / "runs")]) == 2
     assert "does not fit the model" in capsys.readouterr().err and not db.exists()
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        address="local",
-        num_cpus=2,
-        num_gpus=0,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        object_store_memory=128 * 2**20,
-    )
-    yield
-    ray.shutdown()
 
 
 def run_args(*argv: str) -> dict:

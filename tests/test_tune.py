@@ -6,7 +6,6 @@ as a separate ``python -m sweep run`` process (with its own Ray) and resume it i
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -15,7 +14,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -53,23 +51,6 @@ search:
 budgets:
   smoke: {trials: 3, epochs: 3}
 """
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        address="local",
-        num_cpus=2,
-        num_gpus=0,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        object_store_memory=128 * 2**20,
-    )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
