@@ -154,27 +154,38 @@ def _packed_worker(rank: int, barrier: Any, results: Any, seconds: float, device
                 break
         epoch += 1
     synchronize()
-    results[rank] = images / (time.perf_counter() - start)
+    results.put((rank, images / (time.perf_counter() - start)))
 
 
 def packed_images_per_s(trials: int, seconds: float, device: str = "cuda:0") -> float:
+    import queue
+
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(trials)
-    results = ctx.Manager().dict()
+    results = ctx.Queue()
     procs = [
         ctx.Process(target=_packed_worker, args=(r, barrier, results, seconds, device)) for r in range(trials)
     ]
     for p in procs:
         p.start()
+    rates: dict[int, float] = {}
+    deadline = time.perf_counter() + seconds + 180
+    while len(rates) < trials and time.perf_counter() < deadline:
+        try:
+            rank, rate = results.get(timeout=5)
+            rates[rank] = rate
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                break
     for p in procs:
-        p.join(timeout=seconds + 180)
+        p.join(timeout=30)
         if p.is_alive():
             p.kill()
-    if len(results) != trials:
-        raise RuntimeError(f"{trials - len(results)} of {trials} packed trial processes gave no result")
-    return float(sum(results.values()))
+    if len(rates) != trials:
+        raise RuntimeError(f"{trials - len(rates)} of {trials} packed trial processes gave no result")
+    return float(sum(rates.values()))
 
 
 # -------------------------------------------------------------------------------- ImageNet path

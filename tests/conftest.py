@@ -135,7 +135,7 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The test PostgreSQL server's URL ($SWEEP_TEST_POSTGRES); skips when it is not set."""
     url = os.environ.get("SWEEP_TEST_POSTGRES")
