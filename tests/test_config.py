@@ -246,8 +246,8 @@ BAD_SPACES = [
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}}\n"
-        "budgets: {smoke: {trials: 2, epochs: 1, search: {lam: {low: 1e-2, high: 1e-1}}}}\n",
-        r"budgets\.smoke\.search\.lam: not searched by the space; searched: penalty",
+        "budgets: {smoke: {trials: 2, epochs: 1, search: {momentm: {low: 1e-2, high: 1e-1}}}}\n",
+        r"budgets\.smoke\.search\.momentm: unknown key; allowed: penalty, lam, alpha",
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l1]}, lam: {low: 1e-4, high: 1e-2}}\n"
@@ -355,6 +355,24 @@ def test_a_budget_with_its_own_start_points_tries_those_instead(tmp_path):
     assert space.for_budget("smoke").start == ({"penalty": "group_lasso", "lam": 0.2},)
     assert space.for_budget("none_first").start == ()
     assert space.for_budget("paper").start == space.start  # a budget without them keeps the space's
+
+
+def test_a_budget_may_search_a_setting_the_space_fixes_and_its_baseline_keeps_the_fixed_value(tmp_path):
+    """A fine-tuning budget searches a learning rate below the one the baseline is trained at."""
+    text = LENET_SPACE.replace(
+        "  smoke: {trials: 6, epochs: 1, subset: 6000}",
+        "  smoke:\n    trials: 6\n    epochs: 1\n    search:\n      lr: {low: 1.0e-3, high: 3.0e-3, log: true}",
+    )
+    space = load_space("lenet", write(tmp_path, text.replace("  lr: {choices: [0.01, 0.02]}\n", "")))
+    smoke = space.for_budget("smoke")
+    assert "lr" in smoke.search and "lr" not in space.search
+    fixed_lr = space.trial_config({}).lr
+    assert not 1e-3 <= fixed_lr <= 3e-3
+    assert smoke.trial_config(smoke.baseline(), "smoke").lr == fixed_lr
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        params = smoke.suggest(study.ask())
+        assert 1e-3 <= smoke.trial_config(params, "smoke").lr <= 3e-3
 
 
 def test_yaml_1_1_exponents_without_a_dot_are_numbers(tmp_path):
