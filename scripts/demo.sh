@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up, then run a small sweep of LeNet on real data (offline), write its dashboard and export the
-# knee of its Pareto front. Everything lands in demo/. Re-running continues the same study.
+# Set up, then run a small sweep of LeNet on real data (offline): its baseline trained first, every other
+# trial fine-tuning from it; write its dashboard and export the smallest network within 1 point of the
+# baseline's held-out error. Everything lands in demo/. Re-running continues the same study.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,13 +17,13 @@ fi
 export SWEEP_OFFLINE=1
 mkdir -p demo
 storage="sqlite:///demo/sweep.db"
-study="demo-lenet-$dataset"
+study="demo-lenet-$dataset-finetune"
 resume=()
 [[ -f demo/sweep.db ]] && resume=(--resume)
 
-.venv/bin/python -m sweep run lenet --dataset "$dataset" --budget smoke --study "$study" \
+.venv/bin/python -m sweep run lenet --dataset "$dataset" --budget demo --study "$study" \
   --storage "$storage" --out demo/runs "${resume[@]}"
 .venv/bin/python -m sweep pareto "$study" --storage "$storage"
 .venv/bin/python -m sweep dashboard "$study" --storage "$storage" --out demo/dashboard.html
-.venv/bin/python -m sweep export "$study" --storage "$storage" --knee --out demo/export --force
+.venv/bin/python -m sweep export "$study" --storage "$storage" --out demo/export --force
 echo "demo: open demo/dashboard.html; the compact model is in demo/export"
