@@ -122,6 +122,15 @@ def _some(names: Sequence[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" ... ({len(names)} in all)" if len(names) > shown else "")
 
 
+def class_names(root: Path) -> tuple[str, ...] | None:
+    """The class folders of ``root/train`` as ``scan`` numbers them, without listing their images (what a
+    model is built for before the data is read); None when there is no such folder to list."""
+    try:
+        return tuple(e.name for e in _visible_dirs(root / "train"))
+    except OSError:
+        return None
+
+
 def decoded_bytes(n_images: int, size: int) -> int:
     """What ``n_images`` decoded at ``size`` take in memory (uint8, 3 channels)."""
     return n_images * 3 * size * size

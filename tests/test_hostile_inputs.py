@@ -18,6 +18,7 @@ import optuna
 import pytest
 import torch
 from conftest import mnist_like_arrays, write_idx, write_image_folder
+from safetensors.torch import save as safetensors_save
 from sample_study import STUDY, make_study
 
 from sweep import models
@@ -136,6 +137,8 @@ SPACES: dict[str, str | bytes] = {
     "outside_broken.py": "import no_such_module_xyz\n",
     "outside_nets.py": OUTSIDE_NETS,
     "outside.yaml": "model: no_such_package_xyz.nets:make_net\nsearch: {penalty: {choices: [l1]}}\n",
+    # cifar10_quick's first conv, not lenet's: weights that do not fit the model
+    "misfit.safetensors": safetensors_save({"conv1.weight": torch.zeros(32, 3, 5, 5)}),
 }
 
 TRAIN: list[tuple[list[str], str]] = [
@@ -198,6 +201,15 @@ RUN: list[tuple[list[str], str]] = [
     (["run", "lenet", "--space", "{SPACES}/deep_block.yaml"], "nested deeper than 32 levels"),
     (["run", "lenet", "--space", "{SPACES}/alias_deep.yaml"], "its aliases nest it deeper than 32 levels"),
     (["run", "lenet", "--space", "{SPACES}/recursive.yaml"], "a search space cannot be recursive"),
+    # initial weights that do not fit the model
+    (
+        ["train", "lenet", "--init", "{SPACES}/misfit.safetensors"],
+        "misfit.safetensors does not fit the model: 'conv1.weight' is 32x3x5x5 there, 20x1x5x5 in the",
+    ),
+    (
+        ["run", "lenet", "--init", "{SPACES}/misfit.safetensors"],
+        "misfit.safetensors does not fit the model: 'conv1.weight' is 32x3x5x5 there, 20x1x5x5 in the",
+    ),
     (["run", "lenet", "--space", "{SPACES}/binary.yaml"], "binary.yaml: not UTF-8 text (byte 0x"),
     (["run", "lenet", "--space", "{SPACES}/latin1.yaml"], "a search space must be a UTF-8 YAML file"),
     (["run", "lenet", "--space", "{SPACES}/nul.yaml"], "nul.yaml: not YAML text (unacceptable character"),
@@ -354,6 +366,10 @@ EXPORT: list[tuple[list[str], str]] = [
     (["export", STUDY, "--storage", "{DB}", "--finetune", "-1"], "--finetune must be 0 or more epochs"),
     (["export", STUDY, "--storage", "{DB}", "--out", ""], "argument --out: must not be empty"),
     (["export", STUDY, "--storage", "{DB}", "--trial", "1", "--knee"], "not allowed with argument"),
+    (
+        ["export", STUDY, "--storage", "{DB}", "--max-increase", "-1"],
+        "argument --max-increase: must be a finite number in [0, 100], got '-1'",
+    ),
     (["export", "nope", "--storage", "{DB}"], "no study named 'nope'"),
 ]
 
@@ -403,6 +419,10 @@ OUTSIDE: list[tuple[list[str], str]] = [
     (["run", "{MISSING}/nets.py:make_net", "--dataset", "mnist"], "nets.py:make_net': file '"),
     (["run", "nets:", "--dataset", "mnist"], "model 'nets:': expected MODULE:FUNCTION or FILE.py:FUNCTION"),
     (["train", "nets.py:make-net"], "model 'nets.py:make-net': expected MODULE:FUNCTION or FILE.py"),
+    (
+        ["run", "json:no_such_function", "--dataset", "mnist"],
+        "model 'json:no_such_function': module 'json' has no function 'no_such_function'; it defines: ",
+    ),
 ]
 
 # The folder dataset: {FOLDERS}/NAME are the ImageFolders the world fixture writes, one fault each.
