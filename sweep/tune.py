@@ -195,8 +195,10 @@ def plan_sweep(
             "--precision fp16 needs a CUDA GPU per trial, and --gpus-per-trial 0 runs the trials on CPUs; "
             "use bf16 or fp32, or give the trials GPUs"
         )
+    from sweep.models.external import check_sizes, short_name
+
+    check_sizes(search_space, base)
     check_init(base.model, base.dataset, base.init)
-    from sweep.models.external import short_name
 
     shown = short_name(search_space.model)  # a reference's file path is no study name
     name = check_study_name(study or default_study_name(shown, base.dataset or search_space.dataset))

@@ -243,11 +243,6 @@ def _refused(cwd: Path, *argv: str) -> str:
     return done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sweep run builds the model up front at the dataset's side, not --input-size: plan_sweep "
-    "(sweep/tune.py) has yet to call sweep.models.external.check_sizes(search_space, base)",
-)
 def test_run_refuses_a_model_that_cannot_take_the_input_size(
     work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
