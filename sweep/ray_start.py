@@ -18,8 +18,10 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def start_ray(address: str | None) -> bool:
-    """Start (or join) Ray; False when a session was already running in this process (kept afterwards)."""
+def start_ray(address: str | None, inherited: dict[str, str] | None = None) -> bool:
+    """Start (or join) Ray; False when a session was already running in this process (kept afterwards).
+    A Ray started here prestarts its workers with sweep's training code imported (sweep.ray_workers);
+    ``inherited``, when given, is filled with the environment its processes started with."""
     import ray
 
     if address:
@@ -31,12 +33,18 @@ def start_ray(address: str | None) -> bool:
         if address:
             ray.init(address=address, **quiet)
         else:
+            from sweep.ray_workers import local_start_options
+
+            options = local_start_options()
+            if inherited is not None:
+                inherited.update(os.environ)
             ray.init(
                 address="local",  # a fresh instance sized to this machine, not one `ray start` left running
                 num_cpus=os.cpu_count() or 1,
                 num_gpus=local_gpus(),
                 include_dashboard=False,
                 object_store_memory=256 * 2**20,
+                **options,
                 **quiet,
             )
     except (ConnectionError, RuntimeError, ValueError) as err:

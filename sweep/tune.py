@@ -2,7 +2,8 @@
 and every finished trial lands in the study database with its objective values and user attributes.
 
 The searcher that writes each finished trial into the study, and the per-trial progress lines, are in
-``sweep.study_search``.
+``sweep.study_search``; the two phases of ``init: baseline`` in ``sweep.baseline_phase``; the trial workers
+that a Ray started here has ready (training code imported) before Tune asks for them in ``sweep.ray_workers``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from sweep import space_default
+from sweep.baseline_phase import fit_from_baseline
 from sweep.config import INIT_BASELINE, Budget, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError, first_line
 from sweep.files import check_writable_folder
 from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
 from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray, local_session_name
 from sweep.ray_start import capacity, check_cluster_gpus, local_gpus, start_ray, stop_ray
+from sweep.ray_workers import trials_in_prestarted_workers
 from sweep.space_file import load_space
 from sweep.study import (
     NO_USABLE,
@@ -66,7 +69,6 @@ from sweep.weights import absolute_init, check_init
 
 TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
 STOPPED = "the sweep stopped before this trial finished"
-BASELINE_POLL_S = 5.0  # how often a driver looks whether another driver's baseline trial has finished
 NO_SPACE = "No space left on device"  # strerror of ENOSPC, in a failed trial's reason
 
 
@@ -81,7 +83,10 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
         import ray
         from ray import tune
 
+        from sweep.ray_workers import match_ray_threads
         from sweep.train import HISTORY_KEYS, train_trial, versions
+
+        match_ray_threads()  # a prestarted worker imported torch before Ray set the trial's threads
 
         params = {k: v for k, v in config.items() if k != TRIAL_NUMBER}
         cfg = space.trial_config(params, budget, overrides)
@@ -146,6 +151,7 @@ class SweepPlan:
     max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
     baseline_only: bool = False  # run only the study's baseline (the first phase of init: baseline)
     ray_session: str | None = None  # the Ray session this driver started itself, if it did
+    worker_env: dict[str, str] | None = None  # the environment of a Ray started here (sweep.ray_workers)
 
 
 def plan_sweep(
@@ -285,8 +291,10 @@ def run_command(
     with ThreadPoolExecutor(max_workers=1) as pool:
         # through ray:// the data must be where the Tune driver runs: on the cluster, checked there
         data_checked = None if is_client(plan.address) else pool.submit(_prepare, plan.base)
-        started_ray = start_ray(plan.address)
+        inherited: dict[str, str] = {}
+        started_ray = start_ray(plan.address, inherited)
         plan.ray_session = local_session_name() if started_ray else None
+        plan.worker_env = inherited or None
         try:
             if data_checked is None:
                 check_data_on_cluster(plan.base)
@@ -348,7 +356,7 @@ def _run_study(
         )
         until = plan.trials if resume else None
         if plan.base.init == INIT_BASELINE:
-            outcomes = _fit_from_baseline(plan, opened.study, rdb, remaining, seed, fault, until)
+            outcomes = fit_from_baseline(_fit, plan, opened.study, rdb, remaining, seed, fault, until)
         else:
             outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, until)
     _print_run_line(outcomes, started)
@@ -372,58 +380,6 @@ def _run_study(
         print("the sweep was stopped before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
-
-
-def _fit_from_baseline(
-    plan: SweepPlan,
-    study: optuna.Study,
-    rdb: optuna.storages.RDBStorage,
-    n_trials: int,
-    seed: int,
-    fault: list[str],
-    until: int | None,
-) -> list[dict[str, Any]]:
-    """``init: baseline``: the study's unconstrained baseline is trained first (once per study, FIFO, its
-    own ``baseline_epochs``), then every other trial starts from its final checkpoint."""
-    outcomes: list[dict[str, Any]] = []
-    checkpoint = _baseline_checkpoint(study, rdb, plan)
-    if checkpoint is None:
-        epochs = plan.budget.baseline_epochs or plan.base.epochs
-        print(
-            f"init: baseline: training the study's baseline first ({epochs} epoch(s)); the other trials "
-            "fine-tune from it",
-            flush=True,
-        )
-        first = dataclasses.replace(plan, baseline_only=True, scheduler="fifo")
-        outcomes = _fit(first, study, rdb, 1, seed, fault, until)
-        n_trials -= sum(o.get("state") == "COMPLETE" for o in outcomes)
-        checkpoint = None if fault else _baseline_checkpoint(study, rdb, plan)
-        if checkpoint is None:
-            if not fault:
-                fault.append(
-                    "the baseline trial, which every other trial fine-tunes from (init: baseline), "
-                    "did not finish"
-                )
-            return outcomes
-    print(f"init: baseline: the trials fine-tune from {checkpoint}", flush=True)
-    rest = dataclasses.replace(plan, overrides={**plan.overrides, "init": checkpoint})
-    return outcomes + (_fit(rest, study, rdb, n_trials, seed, fault, until) if n_trials > 0 else [])
-
-
-def _baseline_checkpoint(study: optuna.Study, rdb: optuna.storages.RDBStorage, plan: SweepPlan) -> str | None:
-    """The final checkpoint of the study's complete baseline trial (waiting while another driver of the
-    study trains it), or None when it has none yet."""
-    from sweep.export.command import checkpoint_path
-
-    while True:
-        trials = [t for t in study.get_trials(deepcopy=False) if is_baseline(t)]
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("checkpoint")]
-        if done:
-            return str(checkpoint_path(str(done[0].user_attrs["checkpoint"]), rdb.url))
-        if not any(t.state == TrialState.RUNNING for t in trials):
-            return None
-        print("init: baseline: waiting for the baseline trial another driver is training", flush=True)
-        time.sleep(BASELINE_POLL_S)
 
 
 def _prepare(cfg: TrialConfig) -> None:
@@ -551,7 +507,10 @@ def _fit(
         for logger in ("ray.tune", "ray.train"):
             logging.getLogger(logger).setLevel(logging.CRITICAL)
         try:
-            with Heartbeat(rdb, search.live_trial_ids) as search.heartbeat:
+            with (
+                Heartbeat(rdb, search.live_trial_ids) as search.heartbeat,
+                trials_in_prestarted_workers(plan.worker_env),
+            ):
                 tuner.fit()
         except (EOFError, pickle.UnpicklingError):
             pass  # Ray's own result grid could not read an error.pkl (a full disk): the study holds the record
