@@ -142,8 +142,8 @@ class TensorSplit(_Batched):
             if order is None:
                 images, labels = self.images[start:end], self.labels[start:end]
             else:
-                rows = order[start:end]
-                images, labels = self.images[rows], self.labels[rows]
+                rows = order[start:end]  # index_select: the same rows as images[rows], far faster on CPU
+                images, labels = self.images.index_select(0, rows), self.labels.index_select(0, rows)
             if offsets is not None:
                 images = shift_images(images, shift, offsets[:, start:end])
             if flips is not None:

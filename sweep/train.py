@@ -43,7 +43,10 @@ from sweep.weights import absolute_init, check_init, load_initial_weights
 __all__ = ["DivergedError", "resolve_device", "train_command", "train_trial"]
 
 Report = Callable[[dict[str, Any], str | None], None]
-EVAL_BATCH = 500
+EVAL_BATCH = 500  # the test error (export measures it again with the same) and held-out error on a GPU
+# The held-out error of every epoch on the CPU: batches of 200 keep a LeNet/CIFAR layer's activations in
+# cache, measured 25% faster than 500 at 1 thread for lenet and cifar10_quick, logits equal image by image.
+EVAL_BATCH_CPU = 200
 NAN_CHECK_EVERY = 50
 # Every trial of a study is scored on the same held-out images, whatever its own seed.
 HOLDOUT_SEED = 0
@@ -165,6 +168,7 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     restarts = use_prox and cfg.debias_epochs > 0 and cfg.debias_restart
     schedule_iters = iters_per_epoch * sparse_epochs if restarts else total_iters
     metrics: dict[str, Any] = {}
+    eval_batch = eval_batch_size(compute)
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
         if epoch == sparse_epochs and use_prox:
@@ -202,7 +206,7 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
                 f"training loss became {train_loss} in epoch {epoch + 1} "
                 f"(penalty {cfg.penalty}, lambda {cfg.lam:g}): diverged"
             )
-        error, holdout_loss = top1_error(model, splits.holdout.batches(EVAL_BATCH), device, compute)
+        error, holdout_loss = top1_error(model, splits.holdout.batches(eval_batch), device, compute)
         metrics = {
             "epoch": epoch + 1,
             "phase": "debias" if mask is not None else "sparse",
@@ -233,6 +237,10 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         if report is not None:
             report(metrics, str(out))
     return metrics
+
+
+def eval_batch_size(compute: Compute) -> int:
+    return EVAL_BATCH_CPU if compute.device.type == "cpu" else EVAL_BATCH
 
 
 def final_metrics(

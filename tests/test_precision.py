@@ -265,3 +265,82 @@ def test_gpu_bench_without_a_gpu_says_so_and_exits_0() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "no CUDA GPU is present" in done.stdout
+
+
+# ------------------------------------------------------------------------- refused before anything starts
+
+
+def test_bad_compute_settings_are_one_line_exit_2_before_data_ray_or_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fp16 on the CPU, more GPUs per trial than torch sees, a GPU index that is not there: one line,
+    exit 2, and nothing started: no dataset read, no Ray, no trial, no file written."""
+    import ray
+
+    import sweep.train
+
+    def started(what: str) -> Any:
+        def fail(*_args: Any, **_kwargs: Any) -> None:
+            raise AssertionError(f"{what} started for a setting that is refused")
+
+        return fail
+
+    monkeypatch.setattr(data, "load", started("the data"))
+    monkeypatch.setattr(ray, "init", started("Ray"))
+    monkeypatch.setattr(sweep.train, "_train", started("a trial"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SWEEP_OFFLINE", "1")
+    gpus = torch.cuda.device_count()
+    out = str(tmp_path / "out")
+    cases = [
+        (
+            ["train", "lenet", "--device", "cpu", "--precision", "fp16", "--out", out],
+            "precision fp16 needs a",
+        ),
+        (["train", "lenet", "--device", f"cuda:{gpus + 2}", "--out", out], f"device 'cuda:{gpus + 2}'"),
+        (["run", "lenet", "--gpus-per-trial", str(gpus + 1)], f"--gpus-per-trial {gpus + 1} is more than"),
+        (["run", "lenet", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU per trial"),
+    ]
+    for args, fragment in cases:
+        code = main(args)
+        _, err = capsys.readouterr()
+        assert code == 2, (args, err)
+        assert err.startswith("sweep: error: ") and err.count("\n") == 1 and fragment in err, (args, err)
+    assert not ray.is_initialized()
+    assert not os.listdir(tmp_path), os.listdir(tmp_path)
+
+
+def test_held_out_error_on_the_cpu_is_the_same_in_batches_of_200_as_of_500() -> None:
+    """A CPU trial scores its held-out split in batches of 200 (faster there than 500, which export uses
+    for the test error): the same error, the loss equal but for the order of the sums."""
+    from sweep.metrics import top1_error
+    from sweep.train import EVAL_BATCH, EVAL_BATCH_CPU
+
+    splits = data.load("mnist", data_dir=str(mnist_dir()), subset=3000, holdout=700, seed=0)
+    torch.manual_seed(0)
+    model = models.create("lenet", num_classes=10, in_channels=1, input_size=(28, 28))
+    cpu = torch.device("cpu")
+    small = top1_error(model, splits.holdout.batches(EVAL_BATCH_CPU), cpu)
+    large = top1_error(model, splits.holdout.batches(EVAL_BATCH), cpu)
+    assert EVAL_BATCH_CPU < EVAL_BATCH and 0 < small[0] < 100
+    assert small[0] == large[0] and small[1] == pytest.approx(large[1], rel=1e-6)
+
+
+def test_cpu_evaluation_pools_channels_last_with_the_same_logits() -> None:
+    """On the CPU the held-out and test passes run each max-pool in the channels_last layout (its fast
+    kernel there): logits equal to torch's own NCHW pooling, bit for bit, and the hooks gone afterwards."""
+    from sweep.metrics import cpu_max_pool_channels_last
+
+    cpu = torch.device("cpu")
+    for name, shape in (("lenet", (1, 28, 28)), ("cifar10_quick", (3, 32, 32))):
+        torch.manual_seed(0)
+        model = models.create(name, num_classes=10, in_channels=shape[0], input_size=shape[1:]).eval()
+        x = torch.randn(37, *shape)
+        with torch.inference_mode():
+            plain = model(x)
+            with cpu_max_pool_channels_last(model, cpu):
+                pooled = model(x)
+            after = model(x)
+        assert torch.equal(plain, pooled) and pooled.is_contiguous(), name
+        assert torch.equal(plain, after), name
+        assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules()), name

@@ -93,15 +93,21 @@ class NeuronGroups:
         return int(self.sizes.max())
 
     def sq_norms(self) -> torch.Tensor:
-        """||w_g||^2 per channel."""
-        out = torch.zeros(self.width, dtype=self.sizes.dtype, device=self.sizes.device)
+        """||w_g||^2 per channel. A whole first slice starts the sum (0 + x is x, so the same values as
+        from zeros, with two ops fewer on a path the prox takes every step)."""
+        out: torch.Tensor | None = None
         for s in self.slices:
             sq = torch.linalg.vector_norm(s.view(), dim=1).square_()
+            if s.channels is None and out is None:
+                out = sq
+                continue
+            if out is None:
+                out = torch.zeros(self.width, dtype=self.sizes.dtype, device=self.sizes.device)
             if s.channels is None:
                 out += sq
             else:
                 out.index_add_(0, s.channels, sq)
-        return out
+        return out if out is not None else torch.zeros_like(self.sizes)
 
     def abs_sum(self) -> torch.Tensor:
         return sum(s.view().abs().sum() for s in self.slices)  # type: ignore[return-value]

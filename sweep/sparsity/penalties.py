@@ -38,10 +38,13 @@ def soft_threshold_(x: torch.Tensor, t: float) -> None:
 def group_shrink_factors(groups: NeuronGroups, t: float) -> torch.Tensor:
     """max(0, 1 - t*sqrt(|g|)/||w_g||) per channel; 0 where the group is already zero. |g| is the
     channel's size over all of the group's parameter slices."""
-    norms = groups.sq_norms().sqrt_()
+    norms = groups.sq_norms().sqrt_().clamp_min_(1e-30)  # a fresh tensor: worked on in place
     size = groups.uniform_size
-    thresh = t * math.sqrt(size) if size is not None else t * groups.sizes.sqrt()
-    return (1 - thresh / norms.clamp_min(1e-30)).clamp_min_(0)
+    if size is None:
+        return (1 - t * groups.sizes.sqrt() / norms).clamp_min_(0)
+    # float / tensor is tensor.reciprocal() * float in torch, and 1 - x is -x + 1 exactly: the same
+    # values as (1 - thresh / norms), without the four temporaries
+    return norms.reciprocal_().mul_(t * math.sqrt(size)).neg_().add_(1).clamp_min_(0)
 
 
 def layer_matrix(groups: NeuronGroups) -> torch.Tensor:
