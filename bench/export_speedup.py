@@ -1,8 +1,10 @@
 """CPU speed-up of a compact network over its dense form, against the FLOP ratio, side by side in one run.
 
-vgg13_cifar with a synthetic sparsity pattern: half the filters/neurons of every layer that can lose
-units set to zero (chosen at random, seed 0), then compacted. Dense and compact forward passes alternate
-so both see the same machine load; the medians are compared.
+vgg13_cifar (or any registered ``--model``) with a synthetic sparsity pattern: half the filters/neurons
+of every channel group set to zero (chosen at random, seed 0), then compacted: a chain by
+``sweep.compact``, any other network (resnet20, mobilenet_v2) by ``sweep.structure``'s pruning, as export
+does. Dense and compact forward passes alternate so both see the same machine load; the medians are
+compared.
 
     python bench/export_speedup.py [--threads T] [--model vgg13_cifar] [--keep 0.5]
 """
@@ -15,6 +17,7 @@ import torch
 
 from sweep import models
 from sweep.compact import check_equivalence, compact, latency_ms, masked, network_cost
+from sweep.models import ChainNet
 
 
 def main() -> None:
@@ -34,7 +37,7 @@ def main() -> None:
         mask[torch.randperm(width)[: max(1, round(args.keep * width))]] = True
         keep[name] = mask
     dense = masked(full, keep)  # the dense network with the dropped groups at zero
-    small = compact(dense)
+    small = compact(dense) if isinstance(dense, ChainNet) else dense.pruned(keep)
     check_equivalence(dense, small, torch.randn(8, *dense.input_size))
 
     before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
