@@ -76,7 +76,7 @@ def bare_loop(cfg: Any) -> Any:
 def measure(model: str, dataset: str, subset: int, epochs: int, data_dir: str | None) -> dict[str, Any]:
     # held out in the share the whole dataset holds out (5,000 of 60,000 or 50,000), so the held-out
     # evaluation weighs on an epoch as in `sweep train` on all of it (a subset's default is a sixth)
-    holdout = max(1, round(subset * 5000 / FULL_TRAIN[dataset]))
+    holdout = max(1, round(subset * data.DATASETS.get(dataset).default_holdout / FULL_TRAIN[dataset]))
     given = {"dataset": dataset, "data_dir": data_dir, "subset": subset, "holdout": holdout, "epochs": epochs}
     given |= {"penalty": "group_lasso", "lam": 1e-3, "random_shift": 0, "device": "cpu", "precision": "fp32"}
     cfg, _ = command_line_config(model, given)

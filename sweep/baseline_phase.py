@@ -38,7 +38,7 @@ def fit_from_baseline(
     """Run ``n_trials`` trials with ``fit``: the baseline first when the study has none, then the rest from
     its checkpoint. A baseline that does not finish is a fault (appended to ``fault``); nothing else runs."""
     outcomes: list[dict[str, Any]] = []
-    checkpoint = baseline_checkpoint(study, rdb, plan)
+    checkpoint = baseline_checkpoint(study, rdb)
     if checkpoint is None:
         epochs = plan.budget.baseline_epochs or plan.base.epochs
         print(
@@ -49,7 +49,7 @@ def fit_from_baseline(
         first = dataclasses.replace(plan, baseline_only=True, scheduler="fifo")
         outcomes = fit(first, study, rdb, 1, seed, fault, until)
         n_trials -= sum(o.get("state") == "COMPLETE" for o in outcomes)
-        checkpoint = None if fault else baseline_checkpoint(study, rdb, plan)
+        checkpoint = None if fault else baseline_checkpoint(study, rdb)
         if checkpoint is None:
             if not fault:
                 fault.append(
@@ -62,7 +62,7 @@ def fit_from_baseline(
     return outcomes + (fit(rest, study, rdb, n_trials, seed, fault, until) if n_trials > 0 else [])
 
 
-def baseline_checkpoint(study: optuna.Study, rdb: optuna.storages.RDBStorage, plan: SweepPlan) -> str | None:
+def baseline_checkpoint(study: optuna.Study, rdb: optuna.storages.RDBStorage) -> str | None:
     """The final checkpoint of the study's complete baseline trial (waiting while another driver of the
     study trains it), or None when it has none yet."""
     from sweep.export.command import checkpoint_path
