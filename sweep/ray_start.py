@@ -82,6 +82,18 @@ def capacity(cpus_per_trial: float, gpus_per_trial: float) -> int:
     return max(1, min(fits)) if fits else 1
 
 
+def node_cpus(gpus_per_trial: float) -> float:
+    """The CPUs of the largest live Ray node that can also hold the trial's GPUs."""
+    import ray
+
+    held = [
+        n.get("Resources", {})
+        for n in ray.nodes()
+        if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) >= gpus_per_trial
+    ]
+    return max((r.get("CPU", 0) for r in held), default=0)
+
+
 def check_cluster_gpus(gpus_per_trial: float) -> None:
     import ray
 

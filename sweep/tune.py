@@ -34,7 +34,7 @@ from sweep.errors import SweepError, first_line
 from sweep.files import check_writable_folder
 from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
 from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray, local_session_name
-from sweep.ray_start import capacity, check_cluster_gpus, local_gpus, start_ray, stop_ray
+from sweep.ray_start import capacity, check_cluster_gpus, local_gpus, node_cpus, start_ray, stop_ray
 from sweep.ray_workers import trials_in_prestarted_workers
 from sweep.space_file import load_space
 from sweep.study import (
@@ -81,6 +81,7 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
 
     def sweep_trial(config: dict[str, Any]) -> None:
         import ray
+        import torch
         from ray import tune
 
         from sweep.ray_workers import match_ray_threads
@@ -100,6 +101,7 @@ def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]
                 "id": ray.get_runtime_context().get_node_id(),
                 "ip": ray.util.get_node_ip_address(),
                 "host": socket.gethostname(),
+                "threads": torch.get_num_threads(),
             },
         }
         history: list[dict[str, Any]] = []
@@ -476,7 +478,13 @@ def _fit(
         if plan.scheduler == "asha"
         else FIFOScheduler()
     )
-    resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+    # The baseline of init: baseline trains alone while every other trial waits for it: it gets a whole node.
+    cpus = (
+        max(plan.cpus_per_trial, node_cpus(plan.gpus_per_trial))
+        if plan.baseline_only
+        else plan.cpus_per_trial
+    )
+    resources = {"cpu": cpus, "gpu": plan.gpus_per_trial}
     # Checkpoints must outlive the run at a stable place: an absolute folder, or a URI (s3://...,
     # or a shared filesystem) that every node of a cluster can write.
     scheme = plan.out.split("://", 1)[0] + "://" if "://" in plan.out else ""

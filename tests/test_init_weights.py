@@ -155,6 +155,9 @@ def test_init_baseline_trains_the_baseline_first_and_every_trial_starts_from_it(
     baseline, rest = trials[0], trials[1:]
     assert is_baseline(baseline) and baseline.user_attrs["config"]["init"] is None
     assert baseline.user_attrs["epochs"] == 2
+    # trained alone while the others wait, the baseline gets the whole node (2 CPUs), each trial after it 1
+    assert baseline.user_attrs["node"]["threads"] == 2
+    assert [t.user_attrs["node"]["threads"] for t in rest] == [1, 1]
     start = str(Path(baseline.user_attrs["checkpoint"]).resolve())
     for t in rest:  # penalised, one epoch each, all from the baseline's final checkpoint
         assert t.user_attrs["config"]["init"] == start and t.user_attrs["epochs"] == 1
