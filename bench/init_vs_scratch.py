@@ -44,10 +44,12 @@ from search_efficiency import (  # noqa: E402
     full_neurons,
     read_study,
     study_rows,
+    trial_epochs,
     trials_span,
 )
 
-from sweep.picks import TrialRow, select_rows  # noqa: E402
+from sweep.errors import SweepError  # noqa: E402
+from sweep.picks import TrialRow, pick, select_rows  # noqa: E402
 from sweep.space_file import load_space  # noqa: E402
 
 SHARES = (0.25, 0.5, 1.0)
@@ -55,7 +57,6 @@ SHARES = (0.25, 0.5, 1.0)
 
 @dataclass
 class Arm:
-    key: str
     label: str
     budget: str
     study: str
@@ -66,17 +67,11 @@ class Arm:
     rows: list[TrialRow] = field(default_factory=list)
 
 
-def trained_epochs(row: TrialRow) -> int:
-    if row.epochs is not None:
-        return row.epochs
-    return sum(1 for h in row.history if isinstance(h.get("epoch"), int | float))
-
-
 def within(rows: Sequence[TrialRow], epochs: float) -> list[TrialRow]:
     """The trials that started first, as long as their epochs add up to at most ``epochs``."""
     taken, spent = [], 0
     for row in sorted(rows, key=lambda r: r.number):
-        spent += trained_epochs(row)
+        spent += trial_epochs(row)
         if spent > epochs + 1e-9:
             break
         taken.append(row)
@@ -84,13 +79,11 @@ def within(rows: Sequence[TrialRow], epochs: float) -> list[TrialRow]:
 
 
 def smallest_within(rows: Sequence[TrialRow], limit: float) -> TrialRow | None:
-    usable = [
-        r
-        for r in select_rows(rows)
-        if r.top1_error is not None and r.neurons is not None and r.top1_error <= limit + 1e-9
-    ]
-    usable = [r for r in usable if not r.has_empty_layer]
-    return min(usable, key=lambda r: (r.neurons, r.top1_error, r.number)) if usable else None
+    """What ``sweep export --max-error`` would pick: the fewest neurons at most ``limit`` % held-out."""
+    try:
+        return pick(select_rows(rows), max_error=limit + 1e-9)
+    except SweepError:
+        return None
 
 
 def run_arm(args: argparse.Namespace, arm: Arm, extra: list[str]) -> None:
@@ -212,7 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = base_epochs + (trials - 1) * budget.epochs
     per_network = base_epochs + budget.epochs
     ft = Arm(
-        "init",
         "init: baseline",
         budget.name,
         f"ivs-{args.model}-init-{budget.name}-t{trials}",
@@ -221,7 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     scratch_trials = max(2, total // per_network)
     scratch = Arm(
-        "scratch",
         "from scratch",
         args.scratch_budget,
         f"ivs-{args.model}-scratch-{args.scratch_budget}-e{per_network}-t{scratch_trials}",

@@ -118,16 +118,17 @@ def box_share(rows: Sequence[TrialRow], ref_error: float, ref_neurons: float) ->
     return pareto.hypervolume(points, [1.0, 1.0]) if points else 0.0
 
 
+def trial_epochs(row: TrialRow) -> int:
+    """Epochs one trial trained: its recorded ``epochs`` (early-stopped: the ones it ran), else the epochs
+    it reported before failing."""
+    if row.epochs is not None:
+        return row.epochs
+    return sum(1 for h in row.history if isinstance(h.get("epoch"), int | float))
+
+
 def epochs_spent(rows: Sequence[TrialRow]) -> int:
-    """Epochs every trial trained: its recorded ``epochs`` (early-stopped: the ones it ran), else the
-    epochs it reported before failing."""
-    total = 0
-    for row in rows:
-        if row.epochs is not None:
-            total += row.epochs
-        else:
-            total += sum(1 for h in row.history if isinstance(h.get("epoch"), int | float))
-    return total
+    """Epochs all the trials trained."""
+    return sum(trial_epochs(row) for row in rows)
 
 
 def smallest_near_baseline(rows: Sequence[TrialRow], margin: float = ERROR_MARGIN) -> float | None:
