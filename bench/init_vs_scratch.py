@@ -2,7 +2,7 @@
 scratch, for the same total epochs.
 
     python bench/init_vs_scratch.py [--model lenet] [--finetune-budget demo] [--scratch-budget smoke]
-                                    [--trials N] [--data-dir DIR]
+                                    [--trials N] [--subset N] [--report FILE] [--data-dir DIR]
 
 Runs two studies with ``python -m sweep run`` (real Ray Tune, real Optuna) into one database:
 
@@ -13,12 +13,13 @@ Runs two studies with ``python -m sweep run`` (real Ray Tune, real Optuna) into 
   has trained as long as a fine-tuned one, and as many trials as fit into the epochs the first study
   spent.
 
-Both on the same images (the fine-tuning budget's subset). For each, at a quarter, half and all of those
+Both on the same images (the fine-tuning budget's subset, or ``--subset``'s, which makes a bench of a
+CIFAR-sized model fit into minutes). For each, at a quarter, half and all of those
 epochs (trials counted in the order they started, each with the epochs it trained): the hypervolume of the
 (held-out error, neurons) front in the box up to (``--ref-error`` %, 1.1 x the full network's neurons),
 and the smallest network (neurons, parameters removed, test error) within ``--margin`` points of the
 better of the two baselines on held-out error. A study that already holds its trials is read, not run
-again. Writes ``results/init_vs_scratch-MODEL.md``.
+again. Writes ``results/init_vs_scratch-MODEL.md`` (or ``--report``).
 """
 
 from __future__ import annotations
@@ -175,10 +176,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-budget", default="demo", help="a budget with init: baseline")
     p.add_argument("--scratch-budget", default="smoke", help="the budget whose search the scratch study uses")
     p.add_argument("--trials", type=int, default=0, help="fine-tuning trials (0: the budget's)")
+    p.add_argument("--subset", type=int, default=0, help="training images for both arms (0: the budget's)")
     p.add_argument("--ref-error", type=float, default=20.0, help="reference held-out error, percent")
     p.add_argument("--margin", type=float, default=1.0, help="points above the better baseline")
     p.add_argument("--storage-dir", default="results/init_vs_scratch", help="folder of the study database")
     p.add_argument("--ray-dir", default="runs/init_vs_scratch", help="where Ray keeps checkpoints")
+    p.add_argument("--report", help="where the report goes (default: results/init_vs_scratch-MODEL.md)")
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"))
     args = p.parse_args(argv)
     space = load_space(args.model)
@@ -190,7 +193,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"budget {args.finetune_budget!r} does not fine-tune from the baseline (init: baseline)")
     args.budget = budget
     args.finetune_epochs = budget.epochs
-    args.subset_text = f"{budget.subset} training images" if budget.subset else "all training images"
+    args.subset = args.subset or budget.subset
+    args.subset_text = f"{args.subset} training images" if args.subset else "all training images"
     folder = Path(args.storage_dir)
     folder.mkdir(parents=True, exist_ok=True)
     args.storage = f"sqlite:///{(folder / 'studies.db').resolve()}"
@@ -204,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_epochs = int(budget.baseline_epochs)
     total = base_epochs + (trials - 1) * budget.epochs
     per_network = base_epochs + budget.epochs
+    images = [] if args.subset == budget.subset else ["--subset", str(args.subset)]
+    tag = f"-s{args.subset}" if images else ""
     ft = Arm(
         "init: baseline",
         budget.name,
-        f"ivs-{args.model}-init-{budget.name}-t{trials}",
+        f"ivs-{args.model}-init-{budget.name}-t{trials}{tag}",
         base_epochs,
         trials,
     )
@@ -215,18 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = Arm(
         "from scratch",
         args.scratch_budget,
-        f"ivs-{args.model}-scratch-{args.scratch_budget}-e{per_network}-t{scratch_trials}",
+        f"ivs-{args.model}-scratch-{args.scratch_budget}-e{per_network}-t{scratch_trials}{tag}",
         per_network,
         scratch_trials,
     )
-    run_arm(args, ft, [])
+    run_arm(args, ft, images)
     extra = ["--epochs", str(per_network)]
-    if budget.subset:
-        extra += ["--subset", str(budget.subset)]
+    if args.subset:
+        extra += ["--subset", str(args.subset)]
     run_arm(args, scratch, extra)
     ref_neurons = REFERENCE_SIZE_MARGIN * full_neurons(ft.rows + scratch.rows, args.model)
     text = report(args, (ft, scratch), total, ref_neurons)
-    out = ROOT / "results" / f"init_vs_scratch-{args.model}.md"
+    out = Path(args.report) if args.report else ROOT / "results" / f"init_vs_scratch-{args.model}.md"
     out.write_text(text)
     print(text)
     print(f"written: {out}")
