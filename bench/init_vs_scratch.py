@@ -13,8 +13,8 @@ Runs two studies with ``python -m sweep run`` (real Ray Tune, real Optuna) into 
   has trained as long as a fine-tuned one, and as many trials as fit into the epochs the first study
   spent.
 
-Both on the same images (the fine-tuning budget's subset, or ``--subset``'s, which makes a bench of a
-CIFAR-sized model fit into minutes). For each, at a quarter, half and all of those
+Both on the same images (the fine-tuning budget's subset, or ``--subset``'s; fewer images mean fewer
+prox steps per epoch, so a budget's lambdas, set for its own images, remove less). For each, at a quarter, half and all of those
 epochs (trials counted in the order they started, each with the epochs it trained): the hypervolume of the
 (held-out error, neurons) front in the box up to (``--ref-error`` %, 1.1 x the full network's neurons),
 and the smallest network (neurons, parameters removed, test error) within ``--margin`` points of the
