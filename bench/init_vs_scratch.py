@@ -184,7 +184,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--report", help="where the report goes (default: results/init_vs_scratch-MODEL.md)")
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"))
     args = p.parse_args(argv)
-    space = load_space(args.model)
+    try:
+        space = load_space(args.model)
+    except SweepError as exc:
+        p.error(str(exc))
     for name in (args.finetune_budget, args.scratch_budget):
         if name not in space.budgets:
             p.error(f"{args.model} has no budget {name!r}; it has {', '.join(space.budgets)}")
