@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +38,12 @@ for path in (ROOT, ROOT / "bench"):
 
 from search_efficiency import (  # noqa: E402
     REFERENCE_SIZE_MARGIN,
+    WALL_TIMES_NOTE,
     _f,
     box_share,
     full_neurons,
     read_study,
+    run_sweep,
     study_rows,
     trial_epochs,
     trials_span,
@@ -87,27 +87,13 @@ def smallest_within(rows: Sequence[TrialRow], limit: float) -> TrialRow | None:
         return None
 
 
-def run_arm(args: argparse.Namespace, arm: Arm, extra: list[str]) -> None:
-    rows = study_rows(arm.study, args.storage)
-    done = [] if rows is None else [r for r in rows if r.state in ("COMPLETE", "FAIL", "PRUNED")]
-    if rows is not None and len(done) >= arm.trials:
-        print(f"{arm.study}: {len(done)} trials already there, read again", flush=True)
+def run_arm(args: argparse.Namespace, arm: Arm, options: list[str]) -> None:
+    arm.wall_seconds = run_sweep(
+        args.model, arm.budget, arm.study, args.storage, arm.trials, options, args.ray_dir, args.data_dir
+    )
+    if arm.wall_seconds is None:
         arm.read_again = True
         arm.wall_seconds = read_study(arm.study, args.storage, trials_span)
-    else:
-        command = [sys.executable, "-m", "sweep", "run", args.model, "--budget", arm.budget]
-        command += ["--study", arm.study, "--storage", args.storage, "--trials", str(arm.trials)]
-        command += ["--out", str(Path(args.ray_dir).resolve()), *extra]
-        if args.data_dir:
-            command += ["--data-dir", args.data_dir]
-        if rows is not None:
-            command.append("--resume")
-        print("$ " + " ".join(["python", *command[1:]]), flush=True)
-        started = time.perf_counter()
-        code = subprocess.run(command, cwd=ROOT, check=False).returncode
-        arm.wall_seconds = time.perf_counter() - started
-        if code != 0:
-            print(f"{arm.study}: sweep run exited {code}", file=sys.stderr, flush=True)
     arm.rows = study_rows(arm.study, args.storage) or []
 
 
@@ -164,8 +150,7 @@ def report(args: argparse.Namespace, arms: Sequence[Arm], total: int, ref_neuron
         )
     lines += [
         "",
-        f"Studies in `{args.storage}`. Wall times include starting Ray; *: a study run earlier and read "
-        "again, timed from its first trial's start to its last trial's end.",
+        f"Studies in `{args.storage}`. {WALL_TIMES_NOTE}",
     ]
     return "\n".join(lines) + "\n"
 

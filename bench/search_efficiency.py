@@ -221,35 +221,34 @@ def study_rows(name: str, storage: str) -> list[TrialRow] | None:
     return read_study(name, storage, all_rows)
 
 
-def run_study(
-    args: argparse.Namespace, method: Method, seed: int, name: str, storage: str, space: Path | None
+WALL_TIMES_NOTE = (
+    "Wall times include starting Ray; *: a study run earlier and read again, timed from its first trial's "
+    "start to its last trial's end."
+)
+
+
+def run_sweep(
+    model: str,
+    budget: str,
+    name: str,
+    storage: str,
+    trials: int,
+    options: Sequence[str],
+    ray_dir: str,
+    data_dir: str | None,
 ) -> float | None:
-    """Run (or finish) one study; returns its wall time, or None when it already held its trials."""
+    """Run (or finish) one study with ``python -m sweep run``; returns its wall time, or None when it
+    already held its trials."""
     rows = study_rows(name, storage)
     finished = [] if rows is None else [r for r in rows if r.state in ("COMPLETE", "FAIL", "PRUNED")]
-    if rows is not None and len(finished) >= args.trials:
+    if rows is not None and len(finished) >= trials:
         print(f"{name}: {len(finished)} trials already there, read again", flush=True)
         return None
-    epochs = args.asha_epochs if method.long else args.epochs
-    command = [sys.executable, "-m", "sweep", "run", args.model, "--budget", args.budget, "--study", name]
-    command += [
-        "--storage",
-        storage,
-        "--trials",
-        str(args.trials),
-        "--epochs",
-        str(epochs),
-        "--seed",
-        str(seed),
-    ]
-    command += ["--sampler", method.sampler, "--scheduler", method.scheduler]
-    command += ["--out", str(Path(args.ray_dir).resolve())]
-    if args.subset:
-        command += ["--subset", str(args.subset)]
-    if args.data_dir:
-        command += ["--data-dir", args.data_dir]
-    if space is not None:
-        command += ["--space", str(space)]
+    command = [sys.executable, "-m", "sweep", "run", model, "--budget", budget, "--study", name]
+    command += ["--storage", storage, "--trials", str(trials), *options]
+    command += ["--out", str(Path(ray_dir).resolve())]
+    if data_dir:
+        command += ["--data-dir", data_dir]
     if rows is not None:
         command.append("--resume")
     print("$ " + " ".join(["python", *command[1:]]), flush=True)
@@ -259,6 +258,22 @@ def run_study(
     if code != 0:
         print(f"{name}: sweep run exited {code}", file=sys.stderr, flush=True)
     return wall
+
+
+def run_study(
+    args: argparse.Namespace, method: Method, seed: int, name: str, storage: str, space: Path | None
+) -> float | None:
+    """One method's study for one seed (see ``run_sweep``)."""
+    epochs = args.asha_epochs if method.long else args.epochs
+    options = ["--epochs", str(epochs), "--seed", str(seed)]
+    options += ["--sampler", method.sampler, "--scheduler", method.scheduler]
+    if args.subset:
+        options += ["--subset", str(args.subset)]
+    if space is not None:
+        options += ["--space", str(space)]
+    return run_sweep(
+        args.model, args.budget, name, storage, args.trials, options, args.ray_dir, args.data_dir
+    )
 
 
 def study_name(args: argparse.Namespace, method: Method, seed: int) -> str:
@@ -345,8 +360,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome], ref_error: float, 
         f"the same seed as the random study: with {args.trials} trials the two differ in the last "
         f"{max(0, args.trials - startup)} only.",
         "",
-        f"Studies in `{args.storage}`; grid space `{args.grid_space}`. Wall times include starting Ray; "
-        "*: a study run earlier and read again, timed from its first trial's start to its last trial's end.",
+        f"Studies in `{args.storage}`; grid space `{args.grid_space}`. {WALL_TIMES_NOTE}",
     ]
     return "\n".join(lines) + "\n"
 
