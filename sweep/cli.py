@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast dtype (auto: bf16 on a CUDA GPU that supports it, else fp32; fp16 needs a GPU)",
     )
     _init_arg(p)
+    p.add_argument(
+        "--distill",
+        type=number(0.0, 1.0),
+        help="share of the loss that matches the --init network's softened outputs (default: 0, off)",
+    )
+    p.add_argument(
+        "--distill-temperature", type=number(0.0, open_low=True), help="softening of --distill (default: 4)"
+    )
     _data_args(p)
     p.add_argument("--out", type=text, default="runs/train", help="folder for the checkpoint")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")

@@ -76,6 +76,8 @@ FIELD_RANGES: dict[str, Range] = {
     "seed": Range("int", 0, 2**32 - 1),
     "num_workers": Range("int", 0, 1024),
     "input_size": Range("int", 4, 4096),  # pixels per image side
+    "distill": Range("float", 0.0, 1.0),
+    "distill_temperature": Range("float", 0.0, open_low=True),
 }
 # None: all training images, the dataset's default held-out size, the dataset's own image size
 OPTIONAL = ("subset", "holdout", "input_size")
@@ -126,6 +128,10 @@ class TrialConfig:
     device: str = "auto"
     precision: str = "auto"  # auto, bf16, fp16 or fp32: autocast dtype of forward and loss
     init: str | None = None  # initial weights (sweep.weights); None: the model's own initialisation
+    # Share of the loss that matches the outputs of the network ``init`` loaded (the teacher, frozen),
+    # softened by ``distill_temperature``; the rest is cross-entropy on the labels. 0: off.
+    distill: float = 0.0
+    distill_temperature: float = 4.0
     num_workers: int = 0
     eval_test: bool = True  # also measure top-1 error on the test split at the end
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
@@ -165,6 +171,8 @@ class TrialConfig:
             value = getattr(self, key)
             if key not in ("layer_scales", "lr_milestones") and not (key in OPTIONAL and value is None):
                 check_range(key, value)
+        if self.distill > 0 and self.init is None:
+            raise bad("distill", "0 without init (the teacher is the network init loads)", self.distill)
         if not self.debias_epochs < self.epochs:
             raise bad("debias_epochs", f"in [0, epochs={self.epochs})", self.debias_epochs)
         if self.layers is not None and (
@@ -220,9 +228,22 @@ DEFAULT_OBJECTIVES = ("top1_error", "neurons")
 MACHINE_KEYS = ("data_dir", "device", "num_workers", "precision")
 # Settings added after studies were recorded: at their default they are left out of the fingerprint, so
 # such a study's fingerprint still matches.
-LATER_DEFAULTS: dict[str, Any] = {"random_flip": False, "input_size": None}
+LATER_DEFAULTS: dict[str, Any] = {
+    "random_flip": False,
+    "input_size": None,
+    "distill": 0.0,
+    "distill_temperature": 4.0,
+}
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
-PENALTY_KEYS = ("lam", "alpha", "layers", "debias_fraction", "warmup_epochs")
+PENALTY_KEYS = (
+    "lam",
+    "alpha",
+    "layers",
+    "debias_fraction",
+    "warmup_epochs",
+    "distill",
+    "distill_temperature",
+)
 
 
 @dataclass(frozen=True)
@@ -344,8 +365,8 @@ class SearchSpace:
         (``trial_config`` takes them). ``baseline``: the trial is the study's unconstrained baseline, so
         it samples no penalty and gets ``penalty: none``; the searched ``penalty`` holds only the real
         penalties, so no other trial repeats it. Settings that only matter with a penalty (lambda,
-        alpha, layers, their scales, debias, warm-up) are not sampled for the baseline; alpha only for
-        sparse_group_lasso; a layer's scale only if it is constrained. ``only`` restricts sampling to
+        alpha, layers, their scales, debias, warm-up, distillation) are not sampled for the baseline;
+        alpha only for sparse_group_lasso; a layer's scale only if it is constrained. ``only`` restricts sampling to
         those keys (grid search)."""
         params: dict[str, Any] = {}
 
@@ -371,6 +392,8 @@ class SearchSpace:
                     take(key)
             take("debias_fraction")
             take("warmup_epochs")
+            take("distill")
+            take("distill_temperature")
         for key in self.search:
             if key not in params and key not in (*PENALTY_KEYS, "penalty") and "." not in key:
                 take(key)
@@ -429,7 +452,7 @@ class SearchSpace:
         if values.get("penalty") == "none":  # the baseline: no penalty, so lambda is 0, not a default
             values.update(lam=0.0, layers=None, layer_scales={})
             if values.get("init") == INIT_BASELINE:  # it is what the others start from: trained afresh
-                values["init"] = None
+                values.update(init=None, distill=0.0)
                 if budget is not None and self.budget(budget).baseline_epochs:
                     values.update(epochs=self.budget(budget).baseline_epochs, debias_epochs=0)
         if fraction is not None:

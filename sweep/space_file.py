@@ -44,6 +44,8 @@ SEARCH_KEYS: dict[str, str] = {
     "alpha": "float",
     "debias_fraction": "float",
     "warmup_epochs": "float",
+    "distill": "float",
+    "distill_temperature": "float",
     "layers": "layer_sets",
     "layer_scales": "layer_scales",
     "lr": "float",

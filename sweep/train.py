@@ -9,6 +9,7 @@ prox also shrinks the surviving neurons and that costs accuracy."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib.metadata
@@ -37,7 +38,7 @@ from sweep.errors import SweepError, quote
 from sweep.files import check_writable_folder
 from sweep.metrics import size_at, sparsity_metrics, top1_error
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
-from sweep.train_step import Compute, TrainStep, out_of_memory, resolve_compute, resolve_device
+from sweep.train_step import Compute, Teacher, TrainStep, out_of_memory, resolve_compute, resolve_device
 from sweep.weights import absolute_init, check_init, load_initial_weights
 
 __all__ = ["DivergedError", "resolve_device", "train_command", "train_trial"]
@@ -142,6 +143,8 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         load_initial_weights(model, cfg.init)
     full_size = size_at(model)
     model.to(device)
+    # the network init loaded, frozen, before the first step changes it
+    teacher = Teacher(copy.deepcopy(model), cfg.distill, cfg.distill_temperature) if cfg.distill else None
     constrained = neuron_groups(model, cfg.layers)
     unknown_scales = sorted(set(cfg.layer_scales) - set(model.unit_layers()))
     if unknown_scales:
@@ -152,7 +155,7 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
-    step = TrainStep(model, optimizer, compute)
+    step = TrainStep(model, optimizer, compute, teacher)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="sweep-trial-"))
     iters_per_epoch = splits.train.num_batches(cfg.batch_size)
     total_iters = iters_per_epoch * cfg.epochs
@@ -320,6 +323,8 @@ def train_command(
     precision: str = "auto",
     init: str | None = None,
     input_size: int | None = None,
+    distill: float | None = None,
+    distill_temperature: float | None = None,
 ) -> int:
     model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
     check_writable_folder(out, "--out")
@@ -343,12 +348,15 @@ def train_command(
         "seed": seed,
         "device": device,
         "precision": precision,
+        "distill": distill,
+        "distill_temperature": distill_temperature,
     }
     cfg, source = command_line_config(model, given)
     compute = resolve_compute(cfg.device, cfg.precision)  # a GPU that is not there: refused before data
     print(
         f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}, {cfg.epochs} epochs "
         f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
+        f"{f'distilled from --init (share {cfg.distill:g}, T {cfg.distill_temperature:g}); ' if cfg.distill else ''}"
         f"{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
         flush=True,
     )

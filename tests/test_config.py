@@ -414,6 +414,9 @@ def test_trial_config_round_trip_is_unchanged():
         ({"layer_scales": {"fc1": float("nan")}}, "layer_scales.fc1 must be a number >= 0, got nan"),
         ({"lr_milestones": [1.5]}, "lr_milestones[0] must be an integer in [0, 100000], got 1.5"),
         ({"penalty": "x" * 100_000}, "penalty must be one of none, l1,"),
+        ({"distill": 1.5, "init": "w.pt"}, "distill must be in [0, 1], got 1.5"),
+        ({"distill": 0.5}, "distill must be 0 without init (the teacher is the network init loads)"),
+        ({"distill_temperature": 0.0}, "distill_temperature must be a number > 0, got 0.0"),
     ],
 )
 def test_trial_config_refuses_every_nonsense_value_by_name(settings, message):

@@ -3,6 +3,7 @@ export's default pick (the smallest network within ``--max-increase`` points of 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import optuna
@@ -14,13 +15,14 @@ from safetensors.torch import save_file
 from sample_study import make_study
 
 from sweep import models
-from sweep.checkpoint import save_checkpoint
+from sweep.checkpoint import load_checkpoint, save_checkpoint
 from sweep.cli import build_parser, main
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
 from sweep.export import choose_trial
 from sweep.picks import all_rows, close_study, load_study_readonly
 from sweep.study import is_baseline
+from sweep.train_step import Teacher
 from sweep.tune import run_command
 from sweep.weights import load_initial_weights
 
@@ -36,7 +38,7 @@ start:
   - {penalty: group_lasso, lam: 0.05}
 budgets:
   smoke: {trials: 2, epochs: 1}
-  finetune: {trials: 3, epochs: 1, baseline_epochs: 2, overrides: {init: baseline}}
+  finetune: {trials: 3, epochs: 1, baseline_epochs: 2, overrides: {init: baseline, distill: 0.5}}
 """
 
 
@@ -159,8 +161,10 @@ def test_init_baseline_trains_the_baseline_first_and_every_trial_starts_from_it(
     assert baseline.user_attrs["node"]["threads"] == 2
     assert [t.user_attrs["node"]["threads"] for t in rest] == [1, 1]
     start = str(Path(baseline.user_attrs["checkpoint"]).resolve())
-    for t in rest:  # penalised, one epoch each, all from the baseline's final checkpoint
+    for t in rest:  # penalised, one epoch each, all from the baseline's final checkpoint, distilled from it
         assert t.user_attrs["config"]["init"] == start and t.user_attrs["epochs"] == 1
+        assert t.user_attrs["config"]["distill"] == 0.5
+    assert baseline.user_attrs["config"]["distill"] == 0.0, "the baseline has no teacher"
     assert f"init: baseline: the trials fine-tune from {start}" in out
 
     assert run_command(**run_args(*argv, "--resume", "--trials", "4")) == 0  # no second baseline
@@ -207,3 +211,35 @@ def test_max_increase_on_the_command_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "--max-increase: must be a finite number in [0, 100], got '-1'" in err
     assert main(["export", "lenet-mnist", "--storage", url, "--max-increase", "1", "--knee"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_distillation_loss_is_zero_against_itself_and_trains_only_the_student():
+    torch.manual_seed(0)
+    teacher_net = models.create("lenet")
+    student = copy.deepcopy(teacher_net)  # lenet has no dropout or batch norm: train mode is eval mode
+    teacher = Teacher(teacher_net, share=1.0, temperature=4.0)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    assert teacher.loss(student(x), x, y).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        student.body.fc2.weight.mul_(-1.0)
+    loss = teacher.loss(student(x), x, y)
+    assert loss.item() > 1e-4
+    loss.backward()
+    assert student.body.fc2.weight.grad is not None
+    assert all(p.grad is None and not p.requires_grad for p in teacher_net.parameters())
+    hard = Teacher(teacher_net, share=0.0, temperature=4.0).loss(student(x), x, y)
+    assert hard.item() == pytest.approx(torch.nn.functional.cross_entropy(student(x), y).item())
+
+
+def test_train_distills_from_init_and_records_it(tiny_mnist_dir, tmp_path, capsys):
+    init = tmp_path / "trained.safetensors"
+    save_file(models.create("lenet").state_dict(), str(init))
+    out = tmp_path / "out"
+    argv = ["train", "lenet", "--init", str(init), "--distill", "0.7", "--data-dir", str(tiny_mnist_dir)]
+    assert main([*argv, "--epochs", "1", "--batch-size", "16", "--out", str(out)]) == 0
+    assert "distilled from --init (share 0.7, T 4)" in capsys.readouterr().out
+    assert load_checkpoint(out).config.distill == 0.7
+    assert main(["train", "lenet", "--distill", "0.7", "--out", str(tmp_path / "no-init")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "distill must be 0 without init" in err
+    assert not (tmp_path / "no-init").exists()

@@ -70,6 +70,7 @@ def build_card(
             "layers": cfg.layers,
             "epochs": cfg.epochs,
             "debias_epochs": cfg.debias_epochs,
+            "distill": cfg.distill or None,  # share of the loss matching the init network's outputs
             # as the trial resolved them ("auto" in a checkpoint written before they were recorded)
             "precision": cfg.precision,
             "device": cfg.device,
