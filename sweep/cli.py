@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the loss that matches the --init network's softened outputs (default: 0, off)",
     )
     p.add_argument(
-        "--distill-temperature", type=number(0.0, open_low=True), help="softening of --distill (default: 4)"
+        "--distill-temperature", type=number(0.0, open_low=True), help="softening of --distill (default: 1)"
     )
     _data_args(p)
     p.add_argument("--out", type=text, default="runs/train", help="folder for the checkpoint")

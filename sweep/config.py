@@ -131,7 +131,7 @@ class TrialConfig:
     # Share of the loss that matches the outputs of the network ``init`` loaded (the teacher, frozen),
     # softened by ``distill_temperature``; the rest is cross-entropy on the labels. 0: off.
     distill: float = 0.0
-    distill_temperature: float = 4.0
+    distill_temperature: float = 1.0
     num_workers: int = 0
     eval_test: bool = True  # also measure top-1 error on the test split at the end
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
@@ -232,7 +232,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     "random_flip": False,
     "input_size": None,
     "distill": 0.0,
-    "distill_temperature": 4.0,
+    "distill_temperature": 1.0,
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (

@@ -237,7 +237,7 @@ def test_train_distills_from_init_and_records_it(tiny_mnist_dir, tmp_path, capsy
     out = tmp_path / "out"
     argv = ["train", "lenet", "--init", str(init), "--distill", "0.7", "--data-dir", str(tiny_mnist_dir)]
     assert main([*argv, "--epochs", "1", "--batch-size", "16", "--out", str(out)]) == 0
-    assert "distilled from --init (share 0.7, T 4)" in capsys.readouterr().out
+    assert "distilled from --init (share 0.7, T 1)" in capsys.readouterr().out
     assert load_checkpoint(out).config.distill == 0.7
     assert main(["train", "lenet", "--distill", "0.7", "--out", str(tmp_path / "no-init")]) == 2
     err = capsys.readouterr().err
