@@ -229,10 +229,9 @@ MACHINE_KEYS = ("data_dir", "device", "num_workers", "precision")
 # Settings added after studies were recorded: at their default they are left out of the fingerprint, so
 # such a study's fingerprint still matches.
 LATER_DEFAULTS: dict[str, Any] = {
-    "random_flip": False,
-    "input_size": None,
-    "distill": 0.0,
-    "distill_temperature": 1.0,
+    f.name: f.default
+    for f in dataclasses.fields(TrialConfig)
+    if f.name in ("random_flip", "input_size", "distill", "distill_temperature")
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (
@@ -366,8 +365,8 @@ class SearchSpace:
         it samples no penalty and gets ``penalty: none``; the searched ``penalty`` holds only the real
         penalties, so no other trial repeats it. Settings that only matter with a penalty (lambda,
         alpha, layers, their scales, debias, warm-up, distillation) are not sampled for the baseline;
-        alpha only for sparse_group_lasso; a layer's scale only if it is constrained. ``only`` restricts sampling to
-        those keys (grid search)."""
+        alpha only for sparse_group_lasso; a layer's scale only if it is constrained. ``only``
+        restricts sampling to those keys (grid search)."""
         params: dict[str, Any] = {}
 
         def take(key: str) -> None:

@@ -353,11 +353,15 @@ def train_command(
     }
     cfg, source = command_line_config(model, given)
     compute = resolve_compute(cfg.device, cfg.precision)  # a GPU that is not there: refused before data
+    distilled = (
+        f"distilled from --init (share {cfg.distill:g}, T {cfg.distill_temperature:g}); "
+        if cfg.distill
+        else ""
+    )
     print(
         f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}, {cfg.epochs} epochs "
         f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
-        f"{f'distilled from --init (share {cfg.distill:g}, T {cfg.distill_temperature:g}); ' if cfg.distill else ''}"
-        f"{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
+        f"{distilled}{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
         flush=True,
     )
 
