@@ -10,6 +10,7 @@ import socket
 from sweep.errors import SweepError
 
 REACH_TIMEOUT_S = 5.0  # for the cluster address to answer a TCP connection
+CLIENT_TRIES = 2  # a Ray client server that fails to start a session for a client may start the next
 
 
 def local_gpus() -> int:
@@ -30,7 +31,9 @@ def start_ray(address: str | None, inherited: dict[str, str] | None = None) -> b
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     try:
-        if address:
+        if address and address.startswith("ray://"):
+            join_through_client(address, quiet)
+        elif address:
             ray.init(address=address, **quiet)
         else:
             from sweep.ray_workers import local_start_options
@@ -48,10 +51,37 @@ def start_ray(address: str | None, inherited: dict[str, str] | None = None) -> b
                 **quiet,
             )
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SweepError(
-            f"cannot start Ray{f' at {address}' if address else ''}: {str(err).splitlines()[0]}"
-        ) from None
+        raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: {reason(err)}") from None
     return True
+
+
+def join_through_client(address: str, options: dict) -> None:
+    """Connect through a Ray client server. The server starts a process of its own for each client; when
+    that one fails to come up, the session is refused, and one more try gets a fresh process."""
+    import ray
+
+    for tries_left in reversed(range(CLIENT_TRIES)):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionAbortedError as err:  # the server's answer to a session it could not start
+            if not tries_left:
+                raise
+            print(
+                f"the Ray client server at {address} refused the session ({reason(err)}); trying again",
+                flush=True,
+            )
+
+
+def reason(err: Exception) -> str:
+    """One line for an error from Ray. A message that ends its first line with a colon carries the
+    server's traceback after it, whose last line names the cause."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
 
 
 def check_reachable(address: str) -> None:

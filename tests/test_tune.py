@@ -393,6 +393,24 @@ def test_a_start_that_cannot_run_refuses_before_the_database_is_written(data_dir
     assert not db.exists() and not (tmp_path / "runs").exists()
 
 
+def test_a_ray_client_refusal_names_the_servers_cause():
+    """Ray puts the client server's traceback after "Initialization failure from server:"; the line
+    sweep prints keeps its last line, where the cause is."""
+    from sweep.ray_start import reason
+
+    refused = ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File "proxier.py", line 775, in Datapath\n    raise RuntimeError(\n'
+        "RuntimeError: Proxy failed to Connect to backend!\n"
+    )
+    assert (
+        reason(refused)
+        == "Initialization failure from server: RuntimeError: Proxy failed to Connect to backend!"
+    )
+    assert reason(ConnectionError("no cluster here\nmore detail")) == "no cluster here"
+    assert reason(RuntimeError()) == "RuntimeError"
+
+
 def test_ray_processes_of_a_dead_driver_are_ended_and_a_live_ones_kept(tmp_path):
     """What a resumed sweep does with the Ray session of a driver that was killed: its processes (they
     ignore SIGTERM) get SIGKILL; those of a driver still alive are left alone."""
