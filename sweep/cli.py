@@ -22,7 +22,7 @@ HANDLERS = {
     "export": "sweep.export:export_command",
 }
 
-PENALTIES = ["none", "l1", "group_lasso", "sparse_group_lasso", "nuclear"]
+PENALTIES = ["none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear"]
 PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.PRECISIONS, without importing it here
 
 
@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="last epochs trained with the penalty off and dead neurons held at zero",
     )
     p.add_argument("--warmup-epochs", type=number(), default=0.0, help="epochs over which lambda ramps up")
+    p.add_argument(
+        "--lam-scaling",
+        choices=["uniform", "rms"],
+        help="rms: each layer's lambda times its channels' RMS at the start over the network's (default: uniform)",
+    )
     # Training-recipe options default to the model's search space (its `fixed` settings).
     p.add_argument("--batch-size", type=int, help="default: the model's search space, else 64")
     p.add_argument("--lr", type=number(), help="default: the model's search space, else 0.01")

@@ -16,8 +16,11 @@ from sweep.errors import SweepError, quote
 if TYPE_CHECKING:
     import optuna
 
-PENALTY_NAMES = ("none", "l1", "group_lasso", "sparse_group_lasso", "nuclear")
+PENALTY_NAMES = ("none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear")
 LR_POLICIES = ("constant", "inv", "multistep", "cosine")
+# uniform: every layer's lambda is lam (times its layer_scales entry); rms: also times the layer's typical
+# channel RMS at the first step over the network's (sweep.sparsity.prox.rms_scales)
+LAM_SCALINGS = ("uniform", "rms")
 # auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 INIT_BASELINE = "baseline"  # init: the study's baseline trial's weights (sweep run resolves it)
@@ -110,6 +113,7 @@ class TrialConfig:
     alpha: float = 0.5  # l1 share of sparse_group_lasso
     layers: list[str] | None = None  # constrained layers; None: every layer that can lose units
     layer_scales: dict[str, float] = field(default_factory=dict)  # per-layer multiplier on lam
+    lam_scaling: str = "uniform"  # one of LAM_SCALINGS
     epochs: int = 10
     debias_epochs: int = 0  # last epochs: penalty off, dead neurons held at zero by a mask
     debias_restart: bool = True  # the debias phase starts the learning-rate schedule again
@@ -159,6 +163,7 @@ class TrialConfig:
 
         one_of("penalty", self.penalty, PENALTY_NAMES)
         one_of("lr_policy", self.lr_policy, LR_POLICIES)
+        one_of("lam_scaling", self.lam_scaling, LAM_SCALINGS)
         one_of("precision", self.precision, PRECISIONS)
         text("model", self.model)
         text("dataset", self.dataset, optional=True)
@@ -231,13 +236,14 @@ MACHINE_KEYS = ("data_dir", "device", "num_workers", "precision")
 LATER_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(TrialConfig)
-    if f.name in ("random_flip", "input_size", "distill", "distill_temperature")
+    if f.name in ("random_flip", "input_size", "distill", "distill_temperature", "lam_scaling")
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (
     "lam",
     "alpha",
     "layers",
+    "lam_scaling",
     "debias_fraction",
     "warmup_epochs",
     "distill",
@@ -383,6 +389,7 @@ class SearchSpace:
             if penalty == "sparse_group_lasso":
                 take("alpha")
             take("layers")
+            take("lam_scaling")
             layers = self.search["layers"].resolve(params["layers"]) if "layers" in params else None
             if layers is None:
                 layers = self.fixed.get("layers")
@@ -449,7 +456,7 @@ class SearchSpace:
                 values[key] = value
         values["layer_scales"] = scales
         if values.get("penalty") == "none":  # the baseline: no penalty, so lambda is 0, not a default
-            values.update(lam=0.0, layers=None, layer_scales={})
+            values.update(lam=0.0, layers=None, layer_scales={}, lam_scaling="uniform")
             if values.get("init") == INIT_BASELINE:  # it is what the others start from: trained afresh
                 values.update(init=None, distill=0.0)
                 if budget is not None and self.budget(budget).baseline_epochs:

@@ -19,6 +19,7 @@ import yaml
 from sweep.config import (
     DEFAULT_OBJECTIVES,
     FIELD_RANGES,
+    LAM_SCALINGS,
     OBJECTIVE_NAMES,
     PENALTY_NAMES,
     Budget,
@@ -48,6 +49,7 @@ SEARCH_KEYS: dict[str, str] = {
     "distill_temperature": "float",
     "layers": "layer_sets",
     "layer_scales": "layer_scales",
+    "lam_scaling": "str",
     "lr": "float",
     "momentum": "float",
     "weight_decay": "float",
@@ -448,6 +450,12 @@ class _SpaceParser:
                 out[key] = self.layer_sets(item, where)
             else:
                 out[key] = self.distribution(item, where, kind, rule)
+        for i, name in enumerate(out["lam_scaling"].choices if "lam_scaling" in out else ()):
+            if name not in LAM_SCALINGS:
+                raise self.fail(
+                    f"{at}.lam_scaling.choices[{i}]",
+                    f"unknown lambda scaling {quote(name)}; allowed: {', '.join(LAM_SCALINGS)}",
+                )
         penalty = out["penalty"]
         if penalty.kind != "categorical":
             raise self.fail("search.penalty", f"must be {{choices: [...]}} over {', '.join(PENALTY_NAMES)}")

@@ -151,7 +151,10 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         raise SweepError(
             f"layer_scales names {', '.join(unknown_scales)}; allowed: {', '.join(model.unit_layers())}"
         )
-    prox = ProxStep(constrained, make_penalty(cfg.penalty, cfg.alpha), cfg.lam, cfg.layer_scales)
+    # after init: the rms scaling measures the network the penalty starts from
+    prox = ProxStep(
+        constrained, make_penalty(cfg.penalty, cfg.alpha), cfg.lam, cfg.layer_scales, cfg.lam_scaling
+    )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -227,6 +230,10 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         last = epoch + 1 == cfg.epochs
         if last:
             metrics.update(final_metrics(cfg, model, splits, compute, dataset, history, started))
+            if cfg.lam_scaling == "rms":  # what it measured, in the checkpoint's metrics
+                metrics["lam_scales"] = {
+                    g.name: round(s, 4) for g, s in zip(constrained, prox.scales, strict=True)
+                }
         # No optimizer state: a trial cut short is re-run, never continued, and momentum would double
         # the file (about 1 GB for the 224 px VGG-13).
         save_checkpoint(
@@ -325,6 +332,7 @@ def train_command(
     input_size: int | None = None,
     distill: float | None = None,
     distill_temperature: float | None = None,
+    lam_scaling: str | None = None,
 ) -> int:
     model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
     check_writable_folder(out, "--out")
@@ -350,6 +358,7 @@ def train_command(
         "precision": precision,
         "distill": distill,
         "distill_temperature": distill_temperature,
+        "lam_scaling": lam_scaling,
     }
     cfg, source = command_line_config(model, given)
     compute = resolve_compute(cfg.device, cfg.precision)  # a GPU that is not there: refused before data
@@ -359,7 +368,8 @@ def train_command(
         else ""
     )
     print(
-        f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}, {cfg.epochs} epochs "
+        f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}"
+        f"{' scaled by layer RMS' if cfg.lam_scaling == 'rms' else ''}, {cfg.epochs} epochs "
         f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
         f"{distilled}{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
         flush=True,

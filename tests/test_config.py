@@ -176,12 +176,12 @@ BAD_SPACES = [
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none, l3]}}\n",
-        r"search\.penalty\.choices\[1\]: unknown penalty 'l3'; allowed: none, l1, group_lasso, sparse_group_lasso, nuclear",
+        r"search\.penalty\.choices\[1\]: unknown penalty 'l3'; allowed: none, l1, group_lasso, bn_group_lasso, sparse_group_lasso, nuclear",
     ),
     (
         "model: lenet\nsearch: {penalty: {choices: [none]}}\n",
         r"search\.penalty\.choices: needs a penalty besides none \(the unconstrained baseline runs once in "
-        r"every study\); allowed: l1, group_lasso, sparse_group_lasso, nuclear",
+        r"every study\); allowed: l1, group_lasso, bn_group_lasso, sparse_group_lasso, nuclear",
     ),
     ("model: lenet\nsearch: {lam: {low: 0.1, high: 1}}\n", r"search: missing penalty"),
     (

@@ -148,7 +148,7 @@ def test_train_cli_prints_progress_and_json_last_line(tiny_mnist_dir, tmp_path, 
         (["lenet", "--dataset", "svhn"], "unknown dataset 'svhn'; known:"),
         (
             ["lenet", "--penalty", "l0"],
-            "penalty must be one of none, l1, group_lasso, sparse_group_lasso, nuclear, got 'l0'",
+            "penalty must be one of none, l1, group_lasso, bn_group_lasso, sparse_group_lasso, nuclear, got 'l0'",
         ),
         (["lenet", "--lam", "-1"], "lam must be a number >= 0, got -1.0"),
         (["lenet", "--alpha", "1.5"], "alpha must be in [0, 1], got 1.5"),

@@ -33,6 +33,7 @@ class GroupSlice:
     param: torch.Tensor
     rows: torch.Tensor | None
     channels: torch.Tensor | None
+    bn: bool = False  # a BatchNorm's scale or shift
 
     def view(self) -> torch.Tensor:
         """The slice's rows as (n, -1): a view of the parameter when whole, else a copy."""
@@ -67,6 +68,7 @@ class NeuronGroups:
     modules: list[nn.Module]  # every layer writing the channels, root first, then its BatchNorms etc.
     sizes: torch.Tensor  # scalars per channel over all slices, |g|
     uniform_size: int | None = None  # |g| when every channel has the same (the usual case)
+    bn_sizes: torch.Tensor | None = None  # scalars per channel over the BatchNorm slices; None: no BN
 
     @property
     def layer(self) -> nn.Module:
@@ -83,6 +85,15 @@ class NeuronGroups:
     def single_layer(self) -> bool:
         return sum(isinstance(m, nn.Conv2d | nn.Linear) for m in self.modules) == 1
 
+    @property
+    def batch_normalised(self) -> bool:
+        """Whether the group has a BatchNorm for every layer writing its channels, so that the channel's
+        size is its BatchNorms' scale and shift (the layers' weights only set a direction)."""
+        convs = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in self.modules)
+        if self.bn_sizes is None or not bool((self.bn_sizes > 0).all()):
+            return False
+        return sum(isinstance(m, BN_TYPES) for m in self.modules) == convs
+
     def tensors(self) -> list[torch.Tensor]:
         """Every parameter the group has rows in."""
         return list(dict.fromkeys(s.param for s in self.slices))
@@ -92,11 +103,14 @@ class NeuronGroups:
         """Scalars per group, |g|, when every channel has the same (else the largest)."""
         return int(self.sizes.max())
 
-    def sq_norms(self) -> torch.Tensor:
-        """||w_g||^2 per channel. A whole first slice starts the sum (0 + x is x, so the same values as
-        from zeros, with two ops fewer on a path the prox takes every step)."""
+    def sq_norms(self, bn_only: bool = False) -> torch.Tensor:
+        """||w_g||^2 per channel (over the BatchNorm slices only, with ``bn_only``). A whole first slice
+        starts the sum (0 + x is x, so the same values as from zeros, with two ops fewer on a path the
+        prox takes every step)."""
         out: torch.Tensor | None = None
         for s in self.slices:
+            if bn_only and not s.bn:
+                continue
             sq = torch.linalg.vector_norm(s.view(), dim=1).square_()
             if s.channels is None and out is None:
                 out = sq
@@ -113,9 +127,11 @@ class NeuronGroups:
         return sum(s.view().abs().sum() for s in self.slices)  # type: ignore[return-value]
 
     @torch.no_grad()
-    def scale_(self, factors: torch.Tensor) -> None:
-        """Multiply each channel's rows by its factor."""
+    def scale_(self, factors: torch.Tensor, bn_only: bool = False) -> None:
+        """Multiply each channel's rows (its BatchNorm rows only, with ``bn_only``) by its factor."""
         for s in self.slices:
+            if bn_only and not s.bn:
+                continue
             rows = s.view()
             rows.mul_(s.per_channel(factors).unsqueeze(1))
             s.write_(rows)
@@ -164,6 +180,7 @@ def _make_groups(model: nn.Module, group: ChannelGroup) -> NeuronGroups:
     param = model.get_parameter(f"{group.slices[0].module}.{group.slices[0].param}")
     device = param.device
     sizes = torch.zeros(group.width, dtype=param.dtype, device=device)
+    bn_sizes = torch.zeros_like(sizes)
     identity = tuple(range(group.width))
     for s in group.slices:
         p = model.get_parameter(s.name)
@@ -171,19 +188,24 @@ def _make_groups(model: nn.Module, group: ChannelGroup) -> NeuronGroups:
         whole = s.rows == identity and s.channels == identity and p.shape[0] == group.width
         rows = None if whole else torch.tensor(s.rows, dtype=torch.long, device=device)
         channels = None if whole else torch.tensor(s.channels, dtype=torch.long, device=device)
-        slices.append(GroupSlice(p, rows, channels))
-        if channels is None:
-            sizes += row_size
-        else:
-            sizes.index_add_(
-                0, channels, torch.full((len(s.rows),), float(row_size), dtype=sizes.dtype, device=device)
-            )
+        bn = isinstance(model.get_submodule(s.module), BN_TYPES)
+        slices.append(GroupSlice(p, rows, channels, bn))
+        for total in (sizes, bn_sizes) if bn else (sizes,):
+            if channels is None:
+                total += row_size
+            else:
+                total.index_add_(
+                    0, channels, torch.full((len(s.rows),), float(row_size), dtype=sizes.dtype, device=device)
+                )
     modules = [model.get_submodule(m) for m in dict.fromkeys(s.module for s in group.slices)]
     root = model.get_submodule(group.name)
     modules = [root] + [m for m in modules if m is not root]
     lo, hi = sizes.aminmax()
     uniform = int(lo) if bool(lo == hi) else None
-    return NeuronGroups(group.name, group.width, slices, modules, sizes, uniform)
+    has_bn = any(s.bn for s in slices)
+    return NeuronGroups(
+        group.name, group.width, slices, modules, sizes, uniform, bn_sizes if has_bn else None
+    )
 
 
 def neuron_groups(model: Net, layers: list[str] | None = None) -> list[NeuronGroups]:
