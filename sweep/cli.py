@@ -24,6 +24,7 @@ HANDLERS = {
 
 PENALTIES = ["none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear"]
 PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.PRECISIONS, without importing it here
+LAM_SCALINGS = ["uniform", "rms"]  # sweep.config.LAM_SCALINGS, likewise
 
 
 MESSAGE_LIMIT = 2000  # characters of one error line; past them the line is cut and ends in "..."
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=number(), default=0.0, help="epochs over which lambda ramps up")
     p.add_argument(
         "--lam-scaling",
-        choices=["uniform", "rms"],
+        choices=LAM_SCALINGS,
         help="rms: each layer's lambda times its channels' RMS at the start over the network's (default: uniform)",
     )
     # Training-recipe options default to the model's search space (its `fixed` settings).

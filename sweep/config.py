@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 PENALTY_NAMES = ("none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear")
 LR_POLICIES = ("constant", "inv", "multistep", "cosine")
 # uniform: every layer's lambda is lam (times its layer_scales entry); rms: also times the layer's typical
-# channel RMS at the first step over the network's (sweep.sparsity.prox.rms_scales)
+# channel RMS in the network the trial starts from, over the network's (sweep.sparsity.prox.rms_scales)
 LAM_SCALINGS = ("uniform", "rms")
 # auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")

@@ -126,6 +126,12 @@ class NeuronGroups:
     def abs_sum(self) -> torch.Tensor:
         return sum(s.view().abs().sum() for s in self.slices)  # type: ignore[return-value]
 
+    def channel_rms(self, bn_only: bool = False) -> torch.Tensor:
+        """||w_g|| / sqrt(|g|) per channel (over the BatchNorm slices only, with ``bn_only``)."""
+        sizes = self.bn_sizes if bn_only else self.sizes
+        assert sizes is not None, f"group {self.name!r} has no BatchNorm"
+        return (self.sq_norms(bn_only) / sizes).sqrt()
+
     @torch.no_grad()
     def scale_(self, factors: torch.Tensor, bn_only: bool = False) -> None:
         """Multiply each channel's rows (its BatchNorm rows only, with ``bn_only``) by its factor."""

@@ -35,13 +35,16 @@ def soft_threshold_(x: torch.Tensor, t: float) -> None:
     x.sub_(x.clamp(-t, t))
 
 
-def group_shrink_factors(groups: NeuronGroups, t: float) -> torch.Tensor:
+def group_shrink_factors(groups: NeuronGroups, t: float, bn_only: bool = False) -> torch.Tensor:
     """max(0, 1 - t*sqrt(|g|)/||w_g||) per channel; 0 where the group is already zero. |g| is the
-    channel's size over all of the group's parameter slices."""
-    norms = groups.sq_norms().sqrt_().clamp_min_(1e-30)  # a fresh tensor: worked on in place
-    size = groups.uniform_size
+    channel's size over all of the group's parameter slices (over its BatchNorm slices, with
+    ``bn_only``: then w_g is the channel's gammas and betas)."""
+    norms = groups.sq_norms(bn_only).sqrt_().clamp_min_(1e-30)  # a fresh tensor: worked on in place
+    size = None if bn_only else groups.uniform_size
     if size is None:
-        return (1 - t * groups.sizes.sqrt() / norms).clamp_min_(0)
+        sizes = groups.bn_sizes if bn_only else groups.sizes
+        assert sizes is not None
+        return (1 - t * sizes.sqrt() / norms).clamp_min_(0)
     # float / tensor is tensor.reciprocal() * float in torch, and 1 - x is -x + 1 exactly: the same
     # values as (1 - thresh / norms), without the four temporaries
     return norms.reciprocal_().mul_(t * math.sqrt(size)).neg_().add_(1).clamp_min_(0)
@@ -96,7 +99,7 @@ class GroupLasso:
 
     def channel_rms(self, groups: NeuronGroups) -> torch.Tensor:
         """||w_g|| / sqrt(|g|): the prox removes a channel once t passes it."""
-        return (groups.sq_norms() / groups.sizes).sqrt()
+        return groups.channel_rms()
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
@@ -106,7 +109,7 @@ class GroupLasso:
 
 
 @PENALTIES.register("bn_group_lasso")
-class BNGroupLasso:
+class BNGroupLasso(GroupLasso):
     """Group lasso on each channel's BatchNorm scale and shift, sum sqrt(|bn_g|) * ||(gamma, beta)_g||_2,
     where every layer writing the channel is batch-normalised; plain group lasso on other groups.
 
@@ -119,24 +122,20 @@ class BNGroupLasso:
 
     def value(self, groups: NeuronGroups) -> torch.Tensor:
         if not groups.batch_normalised:
-            return GroupLasso().value(groups)
+            return super().value(groups)
         return (groups.bn_sizes.sqrt() * groups.sq_norms(bn_only=True).sqrt()).sum()  # type: ignore[union-attr]
 
     def channel_rms(self, groups: NeuronGroups) -> torch.Tensor:
-        if not groups.batch_normalised:
-            return GroupLasso().channel_rms(groups)
-        return (groups.sq_norms(bn_only=True) / groups.bn_sizes).sqrt()
+        return groups.channel_rms(bn_only=groups.batch_normalised)
 
     @torch.no_grad()
     def prox_(self, groups: NeuronGroups, t: float) -> torch.Tensor | None:
         if not groups.batch_normalised:
-            return GroupLasso().prox_(groups, t)
-        assert groups.bn_sizes is not None
-        norms = groups.sq_norms(bn_only=True).sqrt_().clamp_min_(1e-30)
-        factors = (1 - t * groups.bn_sizes.sqrt() / norms).clamp_min_(0)
+            return super().prox_(groups, t)
+        factors = group_shrink_factors(groups, t, bn_only=True)
         groups.scale_(factors, bn_only=True)
         dead = factors == 0
-        groups.zero_(dead)
+        groups.zero_(dead)  # the filters too: the channel is zero wherever it is read
         return dead
 
 

@@ -22,10 +22,10 @@ def rms_scales(groups: list[NeuronGroups], penalty: Penalty) -> list[float]:
     MobileNet's last 1x1 conv is at a fifth of its first layers'), so one lambda empties the smallest
     layer before any other loses a channel; scaled by these, one lambda pulls every layer by the same
     share of its typical channel."""
-    channel_rms = getattr(penalty, "channel_rms", None)
+    channel_rms = getattr(penalty, "channel_rms", None)  # else the whole group's, as group lasso's
     medians: list[float] = []
     for g in groups:
-        rms = channel_rms(g) if channel_rms is not None else (g.sq_norms() / g.sizes).sqrt()
+        rms = channel_rms(g) if channel_rms is not None else g.channel_rms()
         live = rms[rms > 0]
         medians.append(float(live.median()) if live.numel() else 0.0)
     positive = [m for m in medians if m > 0]
