@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_compact"]
@@ -11,8 +12,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def load_compact(folder: str) -> nn.Module:
-    """Rebuild an exported compact network from ``model.safetensors`` + ``architecture.json`` (no pickle)."""
+def load_compact(
+    folder: str, *, model: Callable[..., Any] | None = None, trust_code: bool = False
+) -> nn.Module:
+    """Rebuild an exported compact network from ``model.safetensors`` + ``architecture.json``.
+
+    Nothing is unpickled and nothing the files name is imported: a registered model or an installed
+    entry point is rebuilt by name; a network from outside sweep needs ``model`` (the function that
+    builds it, as it was given to ``sweep run``) or ``trust_code=True``, which imports the ``pkg.mod:fn`` /
+    ``file.py:fn`` that ``architecture.json`` names: say it only for folders whose writers you trust."""
     from sweep.export import load_compact as _load
 
-    return _load(folder)
+    return _load(folder, model=model, trust_code=trust_code)

@@ -17,8 +17,9 @@ import torch
 
 from sweep import models
 from sweep.config import TrialConfig
-from sweep.errors import SweepError
+from sweep.errors import SweepError, first_line
 from sweep.models.base import ChainNet
+from sweep.models.trust import recorded_model
 
 FILENAME = "checkpoint.pt"
 
@@ -78,31 +79,47 @@ class Checkpoint:
     payload: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint file, or the ``checkpoint.pt`` in a folder; a missing, truncated or foreign
-    file raises SweepError naming it."""
+def load_checkpoint(path: str | Path, *, expected: str | None = None, trust_code: bool = False) -> Checkpoint:
+    """Load a checkpoint file, or the ``checkpoint.pt`` in a folder; a missing, truncated, tampered or
+    foreign file raises SweepError naming it. The model it names is built only where
+    ``sweep.models.trust`` allows: ``expected`` is the model the study recorded for the trial (the
+    checkpoint must name the same one, in its architecture and its config)."""
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    if not path.is_file():
+    if not path.exists():
         raise SweepError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise SweepError(f"checkpoint {path} is not a regular file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not isinstance(payload.get("arch"), dict):
+            raise SweepError(f"checkpoint {path} is not a sweep checkpoint (no architecture record)")
         arch = payload["arch"]
+        source = f"checkpoint {path}"
+        arch = {
+            **arch,
+            "model": recorded_model(arch.get("model"), source, expected=expected, trust_code=trust_code),
+        }
+        config = TrialConfig.from_dict(payload["config"])
+        if config.model != arch["model"]:
+            raise SweepError(
+                f"{source}: its config names model {config.model!r} but its architecture {arch['model']!r}"
+            )
         model = build_from_arch(arch)
         model.load_state_dict(payload["model"])
-        config = TrialConfig.from_dict(payload["config"])
+        epoch = int(payload["epoch"])
+        metrics = payload.get("metrics")
+        if not isinstance(metrics, dict):
+            raise SweepError(f"{source} is not a sweep checkpoint (its metrics are not a mapping)")
     except SweepError:
         raise
-    except (
-        RuntimeError,
-        KeyError,
-        TypeError,
-        EOFError,
-        zipfile.BadZipFile,
-        OSError,
-        pickle.UnpicklingError,
-    ) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SweepError(f"checkpoint {path} is corrupt or not a sweep checkpoint ({first[:160]})") from None
-    return Checkpoint(path, model.eval(), config, int(payload["epoch"]), payload["metrics"], payload)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, RuntimeError) as err:
+        raise SweepError(
+            f"checkpoint {path} is corrupt or not a sweep checkpoint ({first_line(err)[:160]})"
+        ) from None
+    except Exception as err:  # a hand-edited payload trips the rebuild in any number of ways: one line
+        raise SweepError(
+            f"checkpoint {path} is not a sweep checkpoint ({type(err).__name__}: {first_line(err)[:160]})"
+        ) from None
+    return Checkpoint(path, model.eval(), config, epoch, metrics, payload)

@@ -118,7 +118,10 @@ for label, name in enumerate(spec["classes"]):
         xs.append((pixels.float() / 255.0 - mean) / std)
         ys.append(label)
 x, y = torch.stack(xs), torch.tensor(ys)
-model = sweep.load_compact(folder).eval()
+sys.path.insert(0, sys.argv[3])
+from nets import make_net  # the caller hands over its own factory; the file the export names is not read
+
+model = sweep.load_compact(folder, model=make_net).eval()
 scripted = torch.jit.load(str(folder / "model.ts"))
 with torch.no_grad():
     logits, script_logits = model(x), scripted(x)
@@ -198,8 +201,9 @@ def test_own_network_on_own_images_sweeps_exports_and_reloads(work: Path, tmp_pa
     assert errors["test"] == errors["test_recorded"] == picked.user_attrs["test_top1_error"]
     assert errors["test"] >= 100.0 * len(MISFILED) / errors["test_images"] - 1e-9, errors
 
-    # a fresh process somewhere else: the recorded absolute path brings nets.py back, no pickle
-    done = _python(tmp_path, "-c", MEASURE, str(out), str(work / "images" / "val"))
+    # a fresh process somewhere else, handed the factory: no pickle, and nothing imported on the
+    # export's say-so
+    done = _python(tmp_path, "-c", MEASURE, str(out), str(work / "images" / "val"), str(work))
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = json.loads(done.stdout.splitlines()[-1])
     assert fresh["module"] == "sweep.models.base" and fresh["widths"] == after

@@ -185,6 +185,18 @@ def print_summary(card: dict[str, Any], target: Path, notes: list[str]) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def _load_line(model: str) -> str:
+    """How to rebuild the export: by name for sweep's own networks; a network from outside sweep needs
+    its factory handed over, since the folder's files never choose code to import."""
+    if ":" not in model:
+        return 'model = sweep.load_compact("this folder")       # architecture.json + model.safetensors, no pickle'
+    fn = model.rpartition(":")[2]
+    return (
+        f"from your_module import {fn}                   # the function that built it: {model}\n"
+        f'model = sweep.load_compact("this folder", model={fn})  # no pickle; nothing imported on the files\' say'
+    )
+
+
 def readme_text(card: dict[str, Any]) -> str:
     src, inp, tr = card["source"], card["input"], card["training"]
     classes = ", ".join(inp["classes"])
@@ -206,7 +218,7 @@ mean {inp["mean"]}, std {inp["std"]}. Output: {len(inp["classes"])} logits, clas
 
 ```python
 import sweep
-model = sweep.load_compact("this folder")       # architecture.json + model.safetensors, no pickle
+{_load_line(card["model"])}
 
 import torch
 model = torch.jit.load("this folder/model.ts")  # TorchScript, needs only torch

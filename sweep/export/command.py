@@ -65,7 +65,10 @@ def export_command(
     check_target(target, force)
     if not row.checkpoint:
         raise SweepError(f"trial {row.number} recorded no checkpoint: there is nothing to export")
-    ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage))
+    # the study's recorded config came from the command line that ran it; the checkpoint file is data
+    # and must name the same model (sweep.models.trust)
+    recorded = row.model if isinstance(row.model, str) else None
+    ckpt = load_checkpoint(checkpoint_path(str(row.checkpoint), storage), expected=recorded)
     cfg, dense = ckpt.config, ckpt.model.eval()
     masks = alive_masks(dense)
     empty = [name for name, mask in masks.items() if not mask.any()]

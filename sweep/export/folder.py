@@ -105,7 +105,7 @@ def write_export_folder(
         info = card["input"]
         extra = {"input": {k: info[k] for k in ("mean", "std", "classes", "preprocess")}}
         write_compact(tmp, model, extra)
-        _verify(load_compact(tmp), model, probe, "model.safetensors")
+        _verify(load_compact(tmp, expected=model.name), model, probe, "model.safetensors")
         if "torchscript" in formats:
             save_torchscript(model, tmp / "model.ts", example)
             _verify(load_torchscript(tmp / "model.ts"), model, probe, "model.ts")

@@ -15,8 +15,9 @@ from torch import nn
 
 from sweep import models
 from sweep.compact import LowRankPair, factorised_ranks, layer_widths, network_cost
-from sweep.errors import SweepError
+from sweep.errors import SweepError, first_line
 from sweep.models.base import ChainNet, Net
+from sweep.models.trust import Factory, recorded_model
 from sweep.structure import Removal
 
 ARCH_FORMAT = "sweep-compact/1"
@@ -48,8 +49,12 @@ def write_compact(folder: str | Path, model: Net, extra: dict[str, Any] | None =
     (folder / "architecture.json").write_text(json.dumps(arch, indent=2) + "\n")
 
 
-def load_compact(folder: str | Path) -> Net:
-    """Rebuild an exported network from ``architecture.json`` + ``model.safetensors``; no pickle."""
+def load_compact(
+    folder: str | Path, *, model: Factory | None = None, trust_code: bool = False, expected: str | None = None
+) -> Net:
+    """Rebuild an exported network from ``architecture.json`` + ``model.safetensors``; no pickle, and no
+    import of what the files name: a network from outside sweep's registry needs ``model`` (its factory)
+    or ``trust_code=True`` (``sweep.models.trust``). ``expected``: the model the caller knows it must be."""
     folder = Path(folder)
     arch_path, weights_path = folder / "architecture.json", folder / "model.safetensors"
     for path in (arch_path, weights_path):
@@ -59,8 +64,12 @@ def load_compact(folder: str | Path) -> Net:
             )
     try:
         arch = json.loads(arch_path.read_text())
-        if arch.get("format") != ARCH_FORMAT:
-            raise SweepError(f"{arch_path}: format is {arch.get('format')!r}, expected {ARCH_FORMAT!r}")
+        if not isinstance(arch, dict) or arch.get("format") != ARCH_FORMAT:
+            found = arch.get("format") if isinstance(arch, dict) else type(arch).__name__
+            raise SweepError(f"{arch_path}: format is {found!r}, expected {ARCH_FORMAT!r}")
+        name = recorded_model(
+            arch.get("model"), str(arch_path), expected=expected, factory=model, trust_code=trust_code
+        )
         c, h, w = arch["input_size"]
         size = {
             "num_classes": int(arch["num_classes"]),
@@ -68,26 +77,24 @@ def load_compact(folder: str | Path) -> Net:
             "input_size": (int(h), int(w)),
         }
         if "removal" in arch:  # not a chain: the dense network, then the recorded removal replayed
-            model = models.create(arch["model"], **size).replay_(arch["removal"])
+            net = models.create(name, **size).replay_(arch["removal"])
         else:
-            model = models.create(
-                arch["model"], widths={k: int(v) for k, v in arch["widths"].items()}, **size
-            )
-        for name, rank in arch.get("factorised", {}).items():
-            setattr(model.body, name, LowRankPair.shell(model.layer(name), int(rank)))  # type: ignore[arg-type]
+            net = models.create(name, widths={k: int(v) for k, v in arch["widths"].items()}, **size)
+        for layer, rank in arch.get("factorised", {}).items():
+            setattr(net.body, layer, LowRankPair.shell(net.layer(layer), int(rank)))  # type: ignore[arg-type]
     except SweepError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except Exception as err:  # whatever a hand-edited record makes the rebuild trip over: one line
         raise SweepError(
-            f"{arch_path} is not a sweep architecture file ({type(err).__name__}: {err})"
+            f"{arch_path} is not a sweep architecture file ({type(err).__name__}: {first_line(err)})"
         ) from None
     try:
         state = load_file(str(weights_path))
-        model.load_state_dict(state)
+        net.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise SweepError(f"{weights_path} does not hold this architecture's weights ({first})") from None
-    return model.eval()
+    return net.eval()
 
 
 def save_torchscript(model: nn.Module, path: Path, example: torch.Tensor) -> None:

@@ -71,13 +71,14 @@ def entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 
 def is_external(name: str) -> bool:
-    """A reference, or an entry point's name (registered models are checked before this)."""
-    return is_reference(name) or name in entry_points()
+    """A reference, an entry point's name or a name given a factory by ``provide`` (registered models are
+    checked before this)."""
+    return is_reference(name) or name in entry_points() or name in _FUNCTIONS
 
 
 def canonical(name: str) -> str:
     """The form recorded in a trial's config: a file reference with an absolute path; else as given."""
-    if not is_reference(name):
+    if not is_reference(name) or name in _FUNCTIONS:
         return name
     where, fn = _split(name)
     if not _is_file(where):
@@ -108,6 +109,12 @@ def resolve(name: str) -> Callable[..., Any]:
     if name not in _FUNCTIONS:
         _FUNCTIONS[name] = _load(name)
     return _FUNCTIONS[name]
+
+
+def provide(name: str, fn: Callable[..., Any]) -> None:
+    """Let ``name`` stand for ``fn`` in this process, so building it never imports what the name says
+    (``sweep.models.trust``: a factory the caller handed over for a network a file names)."""
+    _FUNCTIONS[name] = fn
 
 
 def _shown(name: str) -> str:
