@@ -14,8 +14,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sweep.config import (
     DEFAULT_OBJECTIVES,
     FIELD_RANGES,
@@ -29,6 +27,11 @@ from sweep.config import (
     TrialConfig,
 )
 from sweep.errors import QUOTE_LIMIT, SweepError, quote
+from sweep.space_checks import unit_layers
+from sweep.space_yaml import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, load_text, read_document
+
+# re-exported: the limits a hostile file meets, and the layer names a model's network has
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "load_space", "space_path", "unit_layers"]
 
 PENALTIES = tuple(name for name in PENALTY_NAMES if name != "none")  # those a trial samples
 
@@ -59,11 +62,6 @@ SEARCH_KEYS: dict[str, str] = {
     "input_size": "int",
 }
 RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
-# Hostile files: the largest file read, the deepest nesting, and the most nodes a document may expand to
-# (an alias repeats the whole node it names, so 400 bytes of nested aliases can expand to 10^9 nodes).
-MAX_FILE_BYTES = 1 << 20
-MAX_DEPTH = 32
-MAX_NODES = 10_000
 DIST_KEYS = ("low", "high", "log", "step", "choices")
 DEFAULT_SPACE_DIRS = (Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces")
 
@@ -93,152 +91,17 @@ def load_space(model: str, path: str | None = None, dataset: str | None = None) 
         from sweep import space_default
 
         model = models.check(model)  # a bad reference is its own line, not one about our text
-        data = yaml.load(space_default.document(model), Loader=_SpaceLoader)
+        data = load_text(space_default.document(model), space_default.SHOWN)
         return _SpaceParser(space_default.SHOWN, dataset).parse(data)
     file = Path(path) if path else space_path(model)
     shown = str(file)
-    try:
-        with file.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise SweepError(f"cannot read search space {shown}: {err.strerror or err}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SweepError(f"{shown}: larger than {MAX_FILE_BYTES} bytes; a search space is a small YAML file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SweepError(
-            f"{shown}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            "a search space must be a UTF-8 YAML file"
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_SpaceLoader)
-    except yaml.reader.ReaderError as err:
-        raise SweepError(
-            f"{shown}: not YAML text ({str(err).splitlines()[0]}); a search space must be a UTF-8 YAML file"
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        what = "" if isinstance(err, _Refused) else "malformed YAML: "
-        raise SweepError(f"{shown}{line}: {what}{problem}") from None
-    except (
-        ValueError,
-        OverflowError,
-        TypeError,
-    ) as err:  # a value its constructor refuses (an int of 5000 digits)
-        raise SweepError(f"{shown}: malformed YAML: a value cannot be read ({quote(str(err))})") from None
+    data = read_document(file)
     space = _SpaceParser(shown, dataset).parse(data)
     if models.is_external(model):
         model = external.canonical(model)
     if space.model != model:
         raise SweepError(f"{shown}: model: this space is for {quote(space.model)}, not {quote(model)}")
     return space
-
-
-class _Refused(yaml.MarkedYAMLError):
-    """Well-formed YAML that no search space needs: nested too deep, expanding to too many nodes."""
-
-
-class _SpaceLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last), nesting
-    deeper than MAX_DEPTH (PyYAML recurses per level), and documents whose aliases expand them past
-    MAX_NODES nodes (a "billion laughs" file would build a structure too big to check or to print)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise _Refused(
-                    None, None, f"nested deeper than {MAX_DEPTH} levels; a search space needs a few", mark
-                )
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
-        finally:
-            self.depth -= 1
-
-    def get_single_node(self) -> yaml.Node | None:
-        node = super().get_single_node()  # type: ignore[no-untyped-call]
-        if node is not None:
-            _check_expansion(node)
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {quote(key)}", key_node.start_mark
-                    )
-                seen.add(key)
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"a key must be a plain value, not a {type(key).__name__}",
-                    key_node.start_mark,
-                ) from None
-        return super().construct_mapping(node, deep=deep)
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """_Refused when ``root`` with every alias expanded has more than MAX_NODES nodes, is nested deeper
-    than MAX_DEPTH, or contains itself. Each node is measured once, so a small file is checked quickly
-    however far it would expand."""
-    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, levels) once expanded
-    open_nodes: set[int] = set()
-
-    def children(node: yaml.Node) -> list[yaml.Node]:
-        if isinstance(node, yaml.SequenceNode):
-            return list(node.value)
-        if isinstance(node, yaml.MappingNode):
-            return [part for pair in node.value for part in pair]
-        return []
-
-    def measure(node: yaml.Node, depth: int) -> int:
-        key = id(node)
-        if depth > MAX_DEPTH:  # the composer refused deeper text, but keep the recursion bounded here too
-            raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark)
-        if key in open_nodes:
-            raise _Refused(
-                None,
-                None,
-                "an alias names a node that contains it; a search space cannot be recursive",
-                node.start_mark,
-            )
-        if key not in measured:
-            open_nodes.add(key)
-            nodes, levels = 1, 1
-            for child in children(node):
-                nodes += measure(child, depth + 1)
-                levels = max(levels, 1 + measured[id(child)][1])
-                if nodes > MAX_NODES:
-                    raise _Refused(
-                        None,
-                        None,
-                        f"its aliases expand it to more than {MAX_NODES} YAML nodes; a search space may hold "
-                        f"at most {MAX_NODES}",
-                        node.start_mark,
-                    )
-            open_nodes.discard(key)
-            measured[key] = (nodes, levels)
-        if depth + measured[key][1] - 1 > MAX_DEPTH:
-            raise _Refused(
-                None,
-                None,
-                f"its aliases nest it deeper than {MAX_DEPTH} levels; a search space needs a few",
-                node.start_mark,
-            )
-        return measured[key][0]
-
-    measure(root, 1)
 
 
 class _SpaceParser:
@@ -303,7 +166,7 @@ class _SpaceParser:
             raise self.fail(
                 "dataset", f"unknown dataset {quote(dataset)}; known: {', '.join(datasets.names())}"
             )
-        self.unit_layers = unit_layers(model, dataset if outside else None)
+        self.unit_layers = self.network_layers(model, dataset, doc.get("fixed"))
         objectives = self.objectives(doc.get("objectives", list(DEFAULT_OBJECTIVES)))
         fixed = self.fixed(doc.get("fixed") or {}, "fixed")
         if "data_dir" in doc:
@@ -318,6 +181,23 @@ class _SpaceParser:
             except SweepError as err:
                 raise self.fail(where, str(err)) from None
         return space
+
+    def network_layers(self, model: str, dataset: str, fixed: Any) -> tuple[str, ...]:
+        """The layers that can lose units in the network ``model`` builds for ``dataset``'s images (at the
+        side ``fixed.input_size`` gives, when it is a plain number): what this space's layer names are
+        checked against here; ``sweep run`` checks them again against the network of its own dataset
+        and image sides (``sweep.space_checks.check_on_data``)."""
+        from sweep import models
+
+        side = fixed.get("input_size") if isinstance(fixed, dict) else None
+        if not isinstance(side, int) or isinstance(side, bool) or not RANGES["input_size"].contains(side):
+            side = None
+        if models.is_external(model):
+            return unit_layers(model, dataset, side)
+        try:
+            return unit_layers(model, dataset, side)
+        except SweepError as err:
+            raise self.fail("dataset", f"{dataset}: {err}") from None
 
     def start(
         self,
@@ -516,6 +396,12 @@ class _SpaceParser:
             raise self.fail(f"{where}.low", f"a log range needs low > 0, got {low}")
         if step is not None and (step <= 0 or log):
             raise self.fail(f"{where}.step", "must be > 0, and cannot be combined with log")
+        if step is not None and step > high - low:  # Optuna would silently sample only low
+            raise self.fail(
+                f"{where}.step",
+                f"{step:g} is larger than the range {low:g}..{high:g}, which would leave the one value "
+                f"{low:g}; give a step of at most {high - low:g}, or fix the setting",
+            )
         self.within([low, high], where, rule)
         return Distribution(kind, low=low, high=high, log=log, step=step)
 
@@ -593,20 +479,3 @@ class _SpaceParser:
         out = self.search({"penalty": {"choices": list(search["penalty"].choices)}, **raw}, f"{where}.search")
         del out["penalty"]
         return out
-
-
-def unit_layers(model: str, dataset: str | None = None) -> tuple[str, ...]:
-    """Names of a model's layers that can lose units, read off an instance (built for ``dataset``'s images
-    when given). The channel analysis runs here, before anything is written.
-
-    A registered network for images of at most 64 px is built on the CPU (0.04-0.14 s for the shipped
-    ones); any other on the meta device, weightless, where the first linear layer makes torch load its
-    compiler (about 1.6 s, which `sweep run` would spend before it can start Ray)."""
-    import torch
-
-    from sweep import models
-    from sweep.models.external import sizes
-
-    small = not models.is_external(model) and max(models.MODELS.entry(model).meta["input_size"][1:]) <= 64
-    with torch.device("cpu" if small else "meta"):
-        return tuple(models.create(model, **sizes(dataset)).unit_layers())

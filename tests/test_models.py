@@ -37,10 +37,14 @@ def test_parameter_counts_match_the_reference_networks(name, kwargs, params):
     assert sum(p.numel() for p in model.parameters()) == params
 
 
-def test_vgg13_picks_the_cifar_form_for_small_inputs():
-    assert models.create("vgg13", input_size=32).name == "vgg13_cifar"
+def test_vgg13_is_the_papers_network_at_every_input_size():
+    # at 32 px too: no BatchNorm, and the paper's classifier (two hidden fc layers of 4096)
+    small = models.create("vgg13", input_size=32)
+    assert small.name == "vgg13" and small.unit_layers()[-2:] == ["fc1", "fc2"]
+    assert small.widths()["fc2"] == 4096 and not any("bn" in name for name, _ in small.body.named_children())
+    assert sum(p.numel() for p in small.parameters()) == 28_328_522
     with torch.device("meta"):
-        assert models.create("vgg13", num_classes=1000).name == "vgg13"
+        assert models.create("vgg13", num_classes=1000).unit_layers() == small.unit_layers()
 
 
 def test_widths_override_builds_a_narrower_network():

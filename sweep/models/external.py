@@ -303,16 +303,11 @@ def input_sides(space: Any, cfg: Any) -> tuple[int | None, ...]:
 
 
 def check_sizes(space: Any, cfg: Any) -> None:
-    """Refuse, before anything is written, a model from outside the package that cannot be built for
-    (or cannot take) the images its trials get: it is built on the meta device (no weights, no data
-    read) for every side of ``input_sides``, with the class count of ``cfg``'s dataset. A SweepError
-    names the model and the size (``cannot take input 3x16x16``); a registered model passes."""
-    import torch
+    """Refuse, before anything is written, a model that cannot be built for (or cannot take) the images
+    its trials get, or a space (``space``, a SearchSpace, or None for one trial) that names a layer the
+    network built for them does not have: every side of ``input_sides``, with the class count of
+    ``cfg``'s dataset (``sweep.space_checks.check_on_data``). A SweepError names the model and the size
+    (``cannot take input 3x16x16``), or the space, the layer and the layers allowed."""
+    from sweep.space_checks import check_on_data
 
-    from sweep import models
-
-    if not models.is_external(cfg.model):
-        return
-    for side in input_sides(space, cfg):
-        with torch.device("meta"):
-            models.create(cfg.model, **sizes(cfg.dataset, side, cfg.data_dir))
+    check_on_data(space, cfg)
