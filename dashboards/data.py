@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import optuna
@@ -21,6 +22,7 @@ from sweep.picks import (
     study_objectives,
     with_lock_retries,
 )
+from sweep.study_attrs import print_warning, study_text
 
 PENALTY_COLORS = {
     "l1": "#1f77b4",
@@ -152,13 +154,33 @@ class StudyData:
         return front(rows, x=axis) if rows else []
 
 
+# Lines already reported for a study that a live dashboard reads again on every request: said once.
+_REPORTED: weakref.WeakKeyDictionary[optuna.Study, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _warn_once(study: optuna.Study) -> Callable[[str], None]:
+    said = _REPORTED.setdefault(study, set())
+
+    def warn(line: str) -> None:
+        if line not in said:
+            said.add(line)
+            print_warning(line)
+
+    return warn
+
+
 def read_study(study: optuna.Study) -> StudyData:
-    """Read every trial of an opened study (again: call it on each refresh)."""
-    rows = all_rows(study)
+    """Read every trial of an opened study (again: call it on each refresh). Attributes that are not what
+    they must be are left out and reported on stderr, once per opened study."""
+    warn = _warn_once(study)
+    rows = all_rows(study, warn)
     attrs = with_lock_retries(lambda: study.user_attrs)
+    problems: list[str] = []
     configured = [r for r in rows if r.model]
-    model = attrs.get("model") or (configured[0].model if configured else None)
-    dataset = attrs.get("dataset") or next((r.dataset for r in rows if r.dataset), None)
+    model = study_text(attrs, "model", problems) or (configured[0].model if configured else None)
+    dataset = study_text(attrs, "dataset", problems) or next((r.dataset for r in rows if r.dataset), None)
+    for line in problems:
+        warn(f"study {study.study_name}: {line}")
     return StudyData(study.study_name, model, dataset, study_objectives(study), rows)
 
 

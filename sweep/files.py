@@ -1,13 +1,23 @@
-"""Writing a file whole or not at all: a temporary file beside it, flushed, then renamed over it."""
+"""Writing a file whole or not at all: a temporary file beside it, flushed, then renamed over it; and
+which existing files sweep may replace (only its own outputs, never the study database)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
+from sweep import __version__
 from sweep.errors import SweepError
+
+# The mark an HTML page sweep writes carries in its <head>: a page that has it may be written again.
+GENERATOR_META = f"<meta name='generator' content='sweep {__version__}'>"
+_GENERATOR = re.compile(rb"<meta\s+name=['\"]generator['\"]\s+content=['\"]sweep[\s'\"]", re.IGNORECASE)
+_HEAD_BYTES = 16384  # the mark is in the page's head, before the title
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, what: str = "file") -> None:
@@ -52,3 +62,52 @@ def check_writable_folder(path: str | Path, flag: str) -> None:
         raise SweepError(f"{flag} {path}: {existing} is a file, not a folder; give a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SweepError(f"{flag} {path}: {existing} is not writable; give a folder this user can write")
+
+
+def written_by_sweep(path: str | Path) -> bool:
+    """Whether the regular file ``path`` is an HTML page sweep wrote (its head carries GENERATOR_META)."""
+    try:
+        with open(path, "rb") as f:
+            return bool(_GENERATOR.search(f.read(_HEAD_BYTES)))
+    except OSError:
+        return False
+
+
+def check_replaceable(path: str | Path, flag: str, databases: Iterable[Path] = ()) -> Path:
+    """The file to write for ``flag PATH``, refused in one SweepError when writing it would destroy what
+    is not sweep's: one of ``databases`` (the study database, or its -wal, -shm or -journal file, by
+    resolved path or as the same file under another name) or any existing file that sweep did not write.
+    A folder is returned as given (the writer then says so); a link is followed to the file it names."""
+    given = Path(path).expanduser()
+    try:
+        target = given.resolve()
+        for database in databases:
+            database = database.resolve()
+            family = [database, *(Path(f"{database}{end}") for end in ("-wal", "-shm", "-journal"))]
+            if target in family or (
+                target.exists() and database.exists() and os.path.samefile(target, database)
+            ):
+                raise SweepError(
+                    f"{flag} {path} is the study database {database}: writing there would destroy the study; "
+                    "give another file, e.g. STUDY.html"
+                )
+        if not target.exists():
+            if given.is_symlink():
+                raise SweepError(f"{flag} {path} is a link to {target}, which does not exist; give a file")
+            return target
+        if target.is_dir():
+            return given
+        mode = target.stat().st_mode
+    except OSError as err:
+        raise SweepError(f"{flag} {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        raise SweepError(
+            f"{flag} {path} exists and is not a regular file; give the path of a new file or of a page "
+            "sweep wrote"
+        )
+    if not written_by_sweep(target):
+        raise SweepError(
+            f"{flag} {path}: the file exists and was not written by sweep (it has no sweep generator mark), "
+            "so it is left alone; give a new file, or move that one away first"
+        )
+    return target

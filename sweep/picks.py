@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import json as json_lib
 import math
-import os
-import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 import numpy as np
 import optuna
-import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import pareto
-from sweep.errors import SweepError, first_line
+from sweep.errors import SweepError
 from sweep.study import trial_params
+from sweep.study_attrs import check_objectives, check_trial, print_warning
+from sweep.study_read import (  # noqa: F401 (re-exported: callers read studies through sweep.picks)
+    DEFAULT_STORAGE,
+    close_study,
+    default_storage,
+    load_study_readonly,
+    open_storage_readonly,
+    redact,
+    with_lock_retries,
+)
 
-DEFAULT_STORAGE = "sqlite:///sweep.db"
 DEFAULT_OBJECTIVES = ("top1_error", "neurons")
 # Numeric columns a row can be compared on (objectives or recorded user attributes).
 COLUMNS = ("top1_error", "test_top1_error", "neurons", "params", "flops", "latency_ms", "memory_mb")
@@ -40,160 +43,6 @@ COLUMN_LABELS = {
     "latency_ms": "latency (ms)",
     "memory_mb": "memory (MB)",
 }
-
-_LOCK_RETRIES = 8
-_SQLITE_BUSY_TIMEOUT_S = 1.0
-T = TypeVar("T")
-
-
-def default_storage() -> str:
-    """The storage URL used when none is given: ``$SWEEP_STORAGE``, then ``sqlite:///sweep.db``."""
-    return os.environ.get("SWEEP_STORAGE") or DEFAULT_STORAGE
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def _is_locked(err: BaseException) -> bool:
-    seen: BaseException | None = err
-    while seen is not None:
-        if "database is locked" in str(seen) or "database table is locked" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def with_lock_retries(read: Callable[[], T]) -> T:
-    """Run ``read``; on SQLite's "database is locked" wait a little and retry (over 10 s in all).
-
-    Any other database error, or a lock that outlasts the retries, becomes a one-line SweepError.
-    """
-    for attempt in range(_LOCK_RETRIES):
-        try:
-            return read()
-        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
-            if not _is_locked(err):
-                cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
-                raise SweepError(f"cannot read the study database: {first_line(cause or err)}") from err
-            if attempt == _LOCK_RETRIES - 1:
-                raise SweepError(
-                    "the study database stayed locked by a writer for over 10 s; try again"
-                ) from err
-            time.sleep(min(0.05 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")
-
-
-def _readonly_engine(url: str) -> tuple[str, dict[str, Any]]:
-    """URL and engine options that open ``url`` for reading only; SweepError when it cannot be read."""
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except Exception as err:
-        raise SweepError(f"storage must be a database URL like {DEFAULT_STORAGE}, got {url!r}") from err
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise SweepError(f"storage {url!r} is an in-memory SQLite database: it holds no studies to read")
-        if parsed.query.get("uri"):
-            return url, {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}}
-        path = Path(database).expanduser().resolve()
-        if not path.is_file():
-            raise SweepError(
-                f"no study database at {path} (storage {url}); run a sweep first or pass --storage"
-            )
-        # mode=ro: SQLite itself refuses any write, so reading can never create or alter tables. The
-        # connection is made here because SQLAlchemy unquotes URL paths, and a '#' or '?' in a file
-        # name would then cut the URI short and drop mode=ro.
-        uri = f"file:{quote(str(path))}?mode=ro"
-
-        def connect() -> sqlite3.Connection:
-            return sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
-
-        return f"sqlite:///{path}", {"creator": connect}
-    if backend == "postgresql":
-        args = {"connect_timeout": 10, "options": "-c default_transaction_read_only=on"}
-        return _postgres_driver(parsed).render_as_string(hide_password=False), {"connect_args": args}
-    return url, {}
-
-
-def _postgres_driver(parsed: sqlalchemy.engine.URL) -> sqlalchemy.engine.URL:
-    """A bare postgresql:// URL with the psycopg2 driver when psycopg (3), SQLAlchemy's default, is absent."""
-    if parsed.drivername != "postgresql":
-        return parsed
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return parsed.set(drivername="postgresql+psycopg2")
-    return parsed
-
-
-def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
-    """The study database at ``url`` opened for reading only (SQLite ``mode=ro``, PostgreSQL read-only
-    transactions); SweepError when it is missing, unreachable or holds no Optuna tables."""
-    engine_url, engine_kwargs = _readonly_engine(url)
-    shown = redact(url)
-    try:
-        engine = sqlalchemy.create_engine(engine_url, **engine_kwargs)
-        try:
-            tables = with_lock_retries(lambda: set(sqlalchemy.inspect(engine).get_table_names()))
-        finally:
-            engine.dispose()
-    except SweepError:
-        raise
-    except ImportError as err:
-        raise SweepError(f"cannot open storage {shown}: missing database driver ({err})") from err
-    except Exception as err:
-        raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from err
-    if not {"studies", "trials", "version_info"} <= tables:
-        raise SweepError(f"storage {shown} holds no Optuna studies (it has no study tables)")
-    try:
-        return with_lock_retries(
-            lambda: optuna.storages.RDBStorage(
-                engine_url, engine_kwargs=engine_kwargs, skip_table_creation=True
-            )
-        )
-    except SweepError:
-        raise
-    except Exception as err:
-        raise SweepError(f"cannot read storage {shown}: {first_line(err)}") from err
-
-
-def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
-    """Open an existing study for reading.
-
-    ``storage`` defaults to ``$SWEEP_STORAGE``, then ``sqlite:///sweep.db`` in the working directory. A
-    missing SQLite file, an unreachable or invalid URL, or a study name that is not there raises
-    SweepError (the last one lists the studies that do exist). Nothing is ever written.
-    """
-    url = storage or default_storage()
-    rdb = open_storage_readonly(url)
-    try:
-        return with_lock_retries(lambda: optuna.load_study(study_name=study, storage=rdb))
-    except KeyError:
-        names = sorted(s.study_name for s in with_lock_retries(rdb.get_all_studies))
-        rdb.engine.dispose()
-        there = f"studies there: {', '.join(names)}" if names else "it holds no studies"
-        raise SweepError(f"no study named {study!r} in {redact(url)}; {there}") from None
-    except SweepError:
-        rdb.engine.dispose()
-        raise
-    except Exception as err:
-        rdb.engine.dispose()
-        raise SweepError(f"cannot read study {study!r} from {redact(url)}: {first_line(err)}") from err
-
-
-def close_study(study: optuna.Study) -> None:
-    """Release the database connections a study read with ``load_study_readonly`` holds."""
-    # Optuna wraps the RDBStorage in a cache; the engine lives on the storage underneath.
-    storage = study._storage
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-    if engine is not None:
-        engine.dispose()
 
 
 def _float(value: Any) -> float | None:
@@ -297,48 +146,56 @@ class TrialRow:
         return out
 
 
-def study_objectives(study: optuna.Study) -> list[str]:
-    """Objective names in the study's value order (user attr ``objectives``; default error, neurons)."""
-    names = with_lock_retries(lambda: study.user_attrs.get("objectives"))
-    if not names:
-        names = getattr(study, "metric_names", None)
-    return list(names) if names else list(DEFAULT_OBJECTIVES)
+Warn = Callable[[str], None]
 
 
-def _history(trial: FrozenTrial) -> list[dict[str, Any]]:
-    recorded = trial.user_attrs.get("history")
+def study_objectives(study: optuna.Study, warn: Warn | None = None) -> list[str]:
+    """Objective names in the study's value order (user attr ``objectives``; default error, neurons).
+    A malformed ``objectives`` attribute is reported through ``warn`` and Optuna's metric names used."""
+    attrs = with_lock_retries(lambda: study.user_attrs)
+    metric_names = getattr(study, "metric_names", None)
+    names, problems = check_objectives(attrs, metric_names, len(study.directions), DEFAULT_OBJECTIVES)
+    for line in problems if warn is not None else ():
+        warn(f"study {study.study_name}: {line}")
+    return names
+
+
+def _history(trial: FrozenTrial, recorded: Any) -> list[dict[str, Any]]:
     if isinstance(recorded, list) and recorded:
         return [dict(entry) for entry in recorded if isinstance(entry, dict)]
     return [{"epoch": step, "top1_error": value} for step, value in sorted(trial.intermediate_values.items())]
 
 
-def row_from_trial(trial: FrozenTrial, objectives: Sequence[str] = DEFAULT_OBJECTIVES) -> TrialRow:
-    """Turn one Optuna trial into a TrialRow (objective values first, then user attributes)."""
-    attrs = trial.user_attrs
-    config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
-    values = dict(zip(objectives, trial.values or [], strict=False))
+def row_from_trial(
+    trial: FrozenTrial, objectives: Sequence[str] = DEFAULT_OBJECTIVES, problems: list[str] | None = None
+) -> TrialRow:
+    """Turn one Optuna trial into a TrialRow (objective values first, then user attributes). Every value
+    is checked first (``sweep.study_attrs``): one that is not what it must be counts as not recorded, and
+    its line is appended to ``problems``."""
+    checked = check_trial(trial, objectives, trial_params(trial))
+    if problems is not None:
+        problems.extend(checked.problems)
+    attrs, values, params = checked.attrs, checked.values, checked.params
+    config = attrs.get("config") or {}
 
     def number(name: str) -> float | None:
         return _float(values[name]) if name in values else _float(attrs.get(name))
 
-    widths = {str(k): int(v) for k, v in (attrs.get("widths") or {}).items()}
+    widths = {k: int(v) for k, v in (attrs.get("widths") or {}).items()}
     neurons = number("neurons")
     if neurons is None and widths:
         neurons = float(sum(widths.values()))
-    history = _history(trial)
     error = number("top1_error")
     if error is None and trial.state == TrialState.PRUNED and trial.intermediate_values:
         error = _float(trial.intermediate_values[max(trial.intermediate_values)])
-    penalty = config.get("penalty", trial_params(trial).get("penalty"))
-    alpha = (
-        _float(config.get("alpha", trial.params.get("alpha"))) if penalty == "sparse_group_lasso" else None
-    )
+    penalty = config.get("penalty", params.get("penalty"))
+    alpha = _float(config.get("alpha", params.get("alpha"))) if penalty == "sparse_group_lasso" else None
     epochs = attrs.get("epochs")
     return TrialRow(
         number=trial.number,
         state=trial.state.name,
         penalty=penalty,
-        lam=0.0 if penalty == "none" else _float(config.get("lam", trial.params.get("lam"))),
+        lam=0.0 if penalty == "none" else _float(config.get("lam", params.get("lam"))),
         alpha=alpha,
         top1_error=error,
         test_top1_error=number("test_top1_error"),
@@ -348,24 +205,29 @@ def row_from_trial(trial: FrozenTrial, objectives: Sequence[str] = DEFAULT_OBJEC
         latency_ms=number("latency_ms"),
         memory_mb=number("memory_mb"),
         widths=widths,
-        widths_full={str(k): int(v) for k, v in (attrs.get("widths_full") or {}).items()},
+        widths_full={k: int(v) for k, v in (attrs.get("widths_full") or {}).items()},
         early_stopped=bool(attrs.get("early_stopped")) or trial.state == TrialState.PRUNED,
         checkpoint=attrs.get("checkpoint"),
         config=dict(config),
-        history=history,
+        history=_history(trial, attrs.get("history")),
         fail_reason=attrs.get("fail_reason"),
         params_full=_float(attrs.get("params_full")),
         flops_full=_float(attrs.get("flops_full")),
-        epochs=int(epochs) if isinstance(epochs, int | float) else None,
+        epochs=None if epochs is None else int(epochs),
         dataset=attrs.get("dataset", config.get("dataset")),
     )
 
 
-def all_rows(study: optuna.Study) -> list[TrialRow]:
-    """Every trial of the study, whatever its state, by trial number."""
-    objectives = study_objectives(study)
+def all_rows(study: optuna.Study, warn: Warn | None = print_warning) -> list[TrialRow]:
+    """Every trial of the study, whatever its state, by trial number. Each attribute that is not what it
+    must be is left out of its row and reported through ``warn`` (by default a line on stderr), once."""
+    objectives = study_objectives(study, warn)
     trials = with_lock_retries(lambda: study.get_trials(deepcopy=False))
-    return [row_from_trial(t, objectives) for t in sorted(trials, key=lambda t: t.number)]
+    problems: list[str] = []
+    rows = [row_from_trial(t, objectives, problems) for t in sorted(trials, key=lambda t: t.number)]
+    for line in problems if warn is not None else ():
+        warn(line)
+    return rows
 
 
 def select_rows(

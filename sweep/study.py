@@ -24,7 +24,9 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 import sweep
-from sweep.errors import SweepError, first_line
+from sweep.errors import SweepError, first_line, quote
+from sweep.study_attrs import check_objectives
+from sweep.study_checks import check_storage_for_writing, check_study_matches
 from sweep.study_drivers import (  # noqa: F401 (driver_alive, driver_identity, reconcile: re-exported)
     HEARTBEAT_GRACE_S,
     HEARTBEAT_INTERVAL_S,
@@ -93,10 +95,11 @@ def display_url(url: str) -> str:
 
 def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBStorage:
     """Open the study database. SQLite runs in WAL mode with a busy timeout, so a dashboard reading it
-    never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL
-    is a one-line SweepError and nothing is written; with ``create=False`` a missing SQLite file is
-    an error instead of a new empty database."""
-    url = resolve_storage(url)
+    never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL,
+    a read-only file and another program's database (tables that are not Optuna's) are a one-line
+    SweepError and nothing is written; with ``create=False`` a missing SQLite file is an error instead
+    of a new empty database."""
+    url = given = resolve_storage(url)
     shown = display_url(url)
     parsed = sqlalchemy.engine.make_url(url)
     backend = parsed.get_backend_name()
@@ -122,6 +125,7 @@ def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBSto
     # Heartbeats: a live sweep driver records one for each of its trials, so that any other driver can
     # tell its RUNNING trials from those of a driver that is gone (sweep.study_drivers.reconcile).
     heartbeat = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S}
+    check_storage_for_writing(given)  # read-only: before any table is created or WAL mode set
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -145,7 +149,7 @@ def check_study_name(name: str) -> str:
     if not STUDY_NAME.match(name):
         raise SweepError(
             f"study name must be 1-128 letters, digits, '.', '_', '+' or '-' (starting with a letter or "
-            f"digit), got {name!r}"
+            f"digit), got {quote(name, 60)}" + (f" ({len(name)} characters)" if len(name) > 128 else "")
         )
     return name
 
@@ -160,7 +164,7 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         known = ", ".join(study_names(storage)) or "none"
-        raise SweepError(f"no study {name!r} in this database; studies there: {known}") from None
+        raise SweepError(f"no study {quote(name)} in this database; studies there: {known}") from None
 
 
 @dataclass
@@ -180,10 +184,10 @@ def create_or_resume(
     """Create the study, or open the existing one of that name.
 
     A new study records its fingerprint, objectives and settings. An existing one must have been made
-    from the same fingerprint; otherwise the error lists what differs, unless ``resume`` (the
-    objectives must still match: they are the study's value columns). ``resume`` of a study that does
-    not exist is an error, and creates nothing."""
-    from sweep.config import fingerprint_differences, fingerprint_digest
+    by ``sweep run`` from the same fingerprint; otherwise the error lists what differs, unless ``resume``
+    (the model, dataset, objectives and directions must still match: ``sweep.study_checks``). ``resume``
+    of a study that does not exist is an error, and creates nothing."""
+    from sweep.config import fingerprint_digest
 
     objectives = list(fingerprint["objectives"])
     shown = display_url(storage.url)
@@ -211,30 +215,9 @@ def create_or_resume(
             study.set_user_attr(key, value)
         return OpenedStudy(study, created=True)
     study = optuna.load_study(study_name=name, storage=storage)
-    recorded = study.user_attrs.get("fingerprint")
-    recorded_objectives = study.user_attrs.get("objectives") or study.metric_names
-    if recorded_objectives and list(recorded_objectives) != objectives:
-        raise SweepError(
-            f"study {name!r} in {shown} minimises {', '.join(recorded_objectives)}, this search space "
-            f"{', '.join(objectives)}; choose another --study name"
-        )
-    if len(study.directions) != len(objectives):
-        raise SweepError(
-            f"study {name!r} in {shown} has {len(study.directions)} objectives, not {len(objectives)}"
-        )
-    differences = (
-        fingerprint_differences(recorded, fingerprint)
-        if isinstance(recorded, dict)
-        else ["the study was not created by `sweep run` (it records no search space)"]
+    differences = check_study_matches(
+        name, shown, study.user_attrs, study.metric_names, study.directions, fingerprint, resume
     )
-    if differences and not resume:
-        shown_diffs = "; ".join(differences[:6]) + (
-            f"; and {len(differences) - 6} more" if len(differences) > 6 else ""
-        )
-        raise SweepError(
-            f"study {name!r} in {shown} was made with a different search space or budget: {shown_diffs}; "
-            "pass --resume to continue it anyway, or --study NAME for a new study"
-        )
     return OpenedStudy(study, created=False, differences=differences)
 
 
@@ -408,100 +391,17 @@ class StudyCounts:
 
 
 def objective_names(study: optuna.Study) -> list[str]:
-    names = study.user_attrs.get("objectives") or study.metric_names
-    return list(names) if names else [f"value{i}" for i in range(len(study.directions))]
-
-
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and spec:
-        return format(value, spec)
-    return str(value)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-
-
-def trial_rows(study: optuna.Study) -> list[list[str]]:
-    names = objective_names(study)
-    header = ["trial", "state", "penalty", "lambda", *names, "epochs", "seconds", "note"]
-    rows = [header]
-    for t in study.get_trials(deepcopy=False):
-        values = dict(zip(names, t.values or [], strict=False))
-        state = t.state.name
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("early_stopped"):
-            state = "EARLY_STOPPED"
-        seconds = t.duration.total_seconds() if t.duration else None
-        note = t.user_attrs.get("fail_reason") or ""
-        if t.user_attrs.get("empty_layers"):
-            note = f"empty layer(s): {', '.join(t.user_attrs['empty_layers'])}"
-        params = trial_params(t)
-        penalty = params.get("penalty", t.user_attrs.get("config", {}).get("penalty", "-"))
-        lam = params.get("lam")
-        rows.append(
-            [
-                str(t.number),
-                state,
-                str(penalty),
-                "-" if lam is None or penalty == "none" else f"{lam:.2e}",
-                *(_fmt(values.get(n), ".2f" if n == "top1_error" else ".0f") for n in names),
-                _fmt(t.user_attrs.get("epochs")),
-                _fmt(seconds, ".1f"),
-                note[:80],
-            ]
-        )
-    return rows
+    """The study's objective names in value order (a malformed ``objectives`` attribute is passed over)."""
+    count = len(study.directions)
+    default = [f"value{i}" for i in range(count)]
+    return check_objectives(study.user_attrs, study.metric_names, count, default)[0]
 
 
 def status_command(storage: str | None, study: str | None) -> int:
-    """``sweep status``: the studies in a database with their trial counts, or one study's trials."""
-    from sweep.picks import open_storage_readonly  # status only reads: it never alters the database
+    """``sweep status`` (in ``sweep.study_status``, which reads the database read-only)."""
+    from sweep.study_status import status_command as status
 
-    url = resolve_storage(storage)
-    rdb = open_storage_readonly(url)
-    print(f"storage: {display_url(url)}")
-    if study is not None:
-        loaded = load_existing(rdb, study)
-        counts = StudyCounts.of(loaded.get_trials(deepcopy=False))
-        print(f"study {study}: {_counts_line(counts)}")
-        rows = trial_rows(loaded)
-        print(_table(rows) if len(rows) > 1 else "no trials yet")
-        return 0
-    summaries = rdb.get_all_studies()
-    if not summaries:
-        print("no studies in this database; start one with: python -m sweep run MODEL")
-        return 0
-    rows = [["study", "objectives", "complete", "early-stopped", "failed", "running", "best top1_error"]]
-    for summary in sorted(summaries, key=lambda s: s.study_name):
-        loaded = optuna.load_study(study_name=summary.study_name, storage=rdb)
-        trials = loaded.get_trials(deepcopy=False)
-        counts = StudyCounts.of(trials)
-        names = objective_names(loaded)
-        best = None
-        if "top1_error" in names:
-            i = names.index("top1_error")
-            errors = [
-                t.values[i]
-                for t in trials
-                if t.state == TrialState.COMPLETE and not t.user_attrs.get("early_stopped") and t.values
-            ]
-            best = min(errors, default=None)
-        rows.append(
-            [
-                summary.study_name,
-                ",".join(names),
-                str(counts.complete),
-                str(counts.early_stopped),
-                str(counts.failed),
-                str(counts.running),
-                _fmt(best, ".2f"),
-            ]
-        )
-    print(_table(rows))
-    return 0
+    return status(storage, study)
 
 
 def _counts_line(counts: StudyCounts) -> str:

@@ -37,6 +37,7 @@ from dashboards.data import paper_point
 from dashboards.page import make_server
 from sweep import pareto
 from sweep.cli import main
+from sweep.files import GENERATOR_META
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -268,9 +269,10 @@ def test_dashboard_on_a_full_disk_leaves_the_old_page_whole(
 ) -> None:
     tiny_disk = tmpfs("size=256k")  # smaller than a dashboard page (plotly.js alone is megabytes)
     old = tiny_disk / "d.html"
-    old.write_text("<!DOCTYPE html><p>the page of yesterday</p>")
+    yesterday = f"<!DOCTYPE html><head>{GENERATOR_META}</head><p>the page of yesterday</p>"  # sweep's own
+    old.write_text(yesterday)
     assert main(["dashboard", STUDY, "--storage", url, "--out", str(old)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write the dashboard to" in err[0] and "No space left" in err[0]
-    assert old.read_text() == "<!DOCTYPE html><p>the page of yesterday</p>"
+    assert old.read_text() == yesterday
     assert [p.name for p in tiny_disk.iterdir()] == ["d.html"]
