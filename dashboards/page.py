@@ -7,6 +7,7 @@ import html
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,12 +24,15 @@ from dashboards.hypervolume_plot import draw_hypervolume, hypervolume_info
 from dashboards.lambda_plot import draw_lambda, lambda_info
 from dashboards.layers_plot import DEEP, draw_layer_widths, layer_widths_info
 from dashboards.pareto_plot import draw_pareto, pareto_info
-from sweep.errors import SweepError
-from sweep.files import atomic_write_text
-from sweep.picks import close_study, format_lam, format_number, load_study_readonly
+from sweep.cli import one_line
+from sweep.errors import SweepError, first_line
+from sweep.files import GENERATOR_META, atomic_write_text, check_replaceable
+from sweep.picks import close_study, default_storage, format_lam, format_number, load_study_readonly
+from sweep.study_read import check_read_name, sqlite_file
 
 REFRESH_SECONDS = 30
 REQUEST_TIMEOUT_S = 20  # a client that sends nothing for this long is dropped
+LISTEN_BACKLOG = 512  # connections the kernel holds while every thread is busy (capped by somaxconn)
 PLOT_CONFIG = {"responsive": True, "displaylogo": False}
 
 
@@ -174,6 +178,7 @@ def render_html(data: StudyData, refresh_seconds: int | None = None) -> str:
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
+        GENERATOR_META,
         f"<title>{html.escape(title)}</title>",
         f"<meta http-equiv='refresh' content='{int(refresh_seconds)}'>" if refresh_seconds else "",
         f"<style>{STYLE}</style>",
@@ -220,9 +225,11 @@ def build_html(study: str, storage: str | None, refresh_seconds: int | None = No
 
 
 class DashboardServer(ThreadingHTTPServer):
-    """One thread per connection, so an idle or slow client never holds up the others."""
+    """One thread per connection, so an idle or slow client never holds up the others; a burst of clients
+    waits in the listen backlog (the default of 5 turns the rest away) while one read serves them all."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that hangs up or times out mid-request is routine, not a traceback on the console.
@@ -235,10 +242,25 @@ def make_server(study: str, storage: str | None, host: str, port: int) -> Dashbo
     """An HTTP server whose page re-reads the study on every request. SweepError when it cannot bind."""
     opened = load_study_readonly(study, storage)
     reading = threading.Lock()  # one read of the study at a time; waiting clients do not hold it
+    latest: list[tuple[float, str | Exception]] = []  # when the last read began, and its page or error
 
     def page() -> str:
+        # A read that began after the request came is as fresh as one made for it: the clients of a burst
+        # that waited while one read ran share the next one (its page, or its error), instead of each
+        # reading the study again.
+        asked = time.monotonic()
         with reading:
-            return render_html(read_study(opened), REFRESH_SECONDS)
+            if not latest or latest[0][0] < asked:
+                began = time.monotonic()
+                try:
+                    made: str | Exception = render_html(read_study(opened), REFRESH_SECONDS)
+                except Exception as err:
+                    made = err
+                latest[:] = [(began, made)]
+            outcome = latest[0][1]
+        if isinstance(outcome, Exception):
+            raise outcome.with_traceback(None)  # shared by the clients: no traceback that grows
+        return outcome
 
     handler = _handler(page)
     try:
@@ -253,6 +275,8 @@ def make_server(study: str, storage: str | None, host: str, port: int) -> Dashbo
 
 
 def _handler(page: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
+    reported: set[str] = set()
+
     class DashboardHandler(BaseHTTPRequestHandler):
         timeout = REQUEST_TIMEOUT_S
 
@@ -264,10 +288,24 @@ def _handler(page: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
                 body = page().encode("utf-8")
             except SweepError as err:
                 # The writer may hold the database for a moment: say so, and come back shortly.
-                text = f"<meta http-equiv='refresh' content='5'><p>sweep: {html.escape(str(err))}</p>"
-                self._send(503, "text/html; charset=utf-8", text.encode("utf-8"))
+                self._error(503, str(err))
+                return
+            except Exception as err:  # a study that cannot be read: an error page, not a dropped connection
+                self._error(500, f"cannot read the study: {type(err).__name__}: {first_line(err)}")
                 return
             self._send(200, "text/html; charset=utf-8", body)
+
+        def _error(self, status: int, reason: str) -> None:
+            if reason not in reported:  # the console hears of each problem once, not once per client
+                reported.add(reason)
+                print(f"sweep: dashboard: {one_line(reason)}", file=sys.stderr, flush=True)
+            text = (
+                "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                "<meta http-equiv='refresh' content='5'><title>sweep: the study cannot be read</title>"
+                f"</head><body><p>sweep: {html.escape(reason)}</p><p>This page tries again every 5 s.</p>"
+                "</body></html>"
+            )
+            self._send(status, "text/html; charset=utf-8", text.encode("utf-8"))
 
         def _send(self, status: int, kind: str, body: bytes) -> None:
             self.send_response(status)
@@ -303,8 +341,12 @@ def dashboard_command(
             server.server_close()
             close_study(server.study)  # type: ignore[attr-defined]
         return 0
-    page = build_html(study, storage)
+    check_read_name(study)
     path = Path(out) if out else Path(f"{study.replace('/', '_')}.html")
-    atomic_write_text(path, page, "dashboard")
+    # Never the study database, never a file that is not a page sweep wrote: checked before reading.
+    database = sqlite_file(storage or default_storage())
+    target = check_replaceable(path, "--out", [database] if database else [])
+    page = build_html(study, storage)
+    atomic_write_text(target, page, "dashboard")
     print(path)
     return 0

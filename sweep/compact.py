@@ -352,7 +352,6 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@torch.no_grad()
 def latency_ms(
     named: dict[str, nn.Module],
     input_size: Sequence[int],
@@ -363,6 +362,21 @@ def latency_ms(
 ) -> dict[str, float]:
     """Median CPU milliseconds per forward pass of each model at ``batch``, measured side by side: runs
     alternate between the models so that load from elsewhere on the machine hits them alike."""
+    times = timed_runs(named, input_size, batch, min_runs, max_runs, budget_s)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@torch.no_grad()
+def timed_runs(
+    named: dict[str, nn.Module],
+    input_size: Sequence[int],
+    batch: int,
+    min_runs: int = 3,
+    max_runs: int = 50,
+    budget_s: float = 2.0,
+) -> dict[str, list[float]]:
+    """CPU milliseconds of each forward pass of each model at ``batch``, after one warm-up pass each: the
+    models take turns, run by run, until ``max_runs`` runs, or ``budget_s`` once ``min_runs`` are done."""
     x = torch.randn(batch, *input_size)
     for m in named.values():
         m.eval()(x)  # warm-up: allocator, kernels
@@ -375,4 +389,4 @@ def latency_ms(
             times[key].append(1000 * (time.perf_counter() - t0))
         if run + 1 >= min_runs and time.perf_counter() - started > budget_s:
             break
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times

@@ -3,22 +3,20 @@ and every finished trial lands in the study database with its objective values a
 
 The searcher that writes each finished trial into the study, and the per-trial progress lines, are in
 ``sweep.study_search``; the two phases of ``init: baseline`` in ``sweep.baseline_phase``; the trial workers
-that a Ray started here has ready (training code imported) before Tune asks for them in ``sweep.ray_workers``.
+that a Ray started here has ready (training code imported) before Tune asks for them in ``sweep.ray_workers``;
+the checked request in ``sweep.tune_plan``, the function each trial runs in ``sweep.tune_trainable``, and how
+a sweep stops early (a fault, Ctrl-C, SIGTERM) in ``sweep.tune_stop``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import pickle
-import socket
-import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +27,17 @@ from optuna.trial import TrialState
 
 from sweep import space_default
 from sweep.baseline_phase import fit_from_baseline
-from sweep.config import INIT_BASELINE, Budget, Distribution, SearchSpace, TrialConfig
+from sweep.config import INIT_BASELINE, Distribution, SearchSpace, TrialConfig
 from sweep.errors import SweepError, first_line
 from sweep.files import check_writable_folder
 from sweep.ray_client import check_data_on_cluster, fit_on_cluster, is_client
 from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray, local_session_name
-from sweep.ray_start import capacity, check_cluster_gpus, local_gpus, node_cpus, start_ray, stop_ray
+from sweep.ray_start import capacity, check_cluster_gpus, node_cpus, start_ray, stop_ray
 from sweep.ray_workers import trials_in_prestarted_workers
-from sweep.space_file import load_space
 from sweep.study import (
     NO_USABLE,
-    check_study_name,
     counts_line,
     create_or_resume,
-    default_study_name,
     display_url,
     driver_identity,
     enqueue_missing,
@@ -58,159 +53,17 @@ from sweep.study import (
 from sweep.study_drivers import Heartbeat, count_run, study_lock
 from sweep.study_search import (
     DATABASE_WRITE_FAILED,
-    EMPTY_LAYERS,
-    RECORD,
     print_line,
     progress_class,
     root_cause_line,
     searcher_class,
 )
-from sweep.weights import absolute_init, check_init
-
-TRIAL_NUMBER = "sweep_trial_number"  # added to each Ray trial's config: names its folder
-STOPPED = "the sweep stopped before this trial finished"
-NO_SPACE = "No space left on device"  # strerror of ENOSPC, in a failed trial's reason
-
-
-# ------------------------------------------------------------------------------------ the trainable
-
-
-def make_trainable(space: SearchSpace, budget: Budget, overrides: dict[str, Any]):
-    """The function Ray runs per trial: builds the TrialConfig from the sampled parameters and calls
-    ``train_trial`` with a report that forwards each epoch (and its checkpoint folder) to Ray."""
-
-    def sweep_trial(config: dict[str, Any]) -> None:
-        import ray
-        import torch
-        from ray import tune
-
-        from sweep.ray_workers import match_ray_threads
-        from sweep.train import HISTORY_KEYS, train_trial, versions
-
-        match_ray_threads()  # a prestarted worker imported torch before Ray set the trial's threads
-
-        params = {k: v for k, v in config.items() if k != TRIAL_NUMBER}
-        cfg = space.trial_config(params, budget, overrides)
-        # Training's final report carries these itself; an epoch cut short by the scheduler needs them too.
-        supplement = {
-            "config": cfg.to_dict(),
-            "dataset": cfg.dataset,
-            "seed": cfg.seed,
-            "versions": versions(),
-            "node": {  # where Ray placed the trial: the study's user attribute ``node``
-                "id": ray.get_runtime_context().get_node_id(),
-                "ip": ray.util.get_node_ip_address(),
-                "host": socket.gethostname(),
-                "threads": torch.get_num_threads(),
-            },
-        }
-        history: list[dict[str, Any]] = []
-
-        def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-            history.append({k: metrics[k] for k in HISTORY_KEYS if k in metrics})
-            record = {**supplement, "history": list(history), **metrics}
-            flat = {
-                k: v
-                for k, v in metrics.items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and k != "done"
-            }
-            flat[EMPTY_LAYERS] = len(metrics.get("empty_layers") or [])
-            # Plain json, not sweep.study's jsonable: referring to it here would import sweep.study (Optuna,
-            # SQLAlchemy) into every trial's worker. The driver makes the values JSON-safe when it records.
-            flat[RECORD] = json.dumps(record, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-            tune.report(flat, checkpoint=checkpoint)
-
-        with tempfile.TemporaryDirectory(prefix="sweep-trial-") as work:
-            train_trial(cfg, report, out_dir=work)
-
-    return sweep_trial
-
-
-# -------------------------------------------------------------------------------------------- ray
-
+from sweep.tune_plan import SweepPlan, plan_sweep
+from sweep.tune_stop import INTERRUPT, print_run_line, stop_on_fault, was_cut
+from sweep.tune_trainable import TRIAL_NUMBER, make_trainable
+from sweep.weights import absolute_init
 
 # ------------------------------------------------------------------------------------- the command
-
-
-@dataclass
-class SweepPlan:
-    """A validated ``sweep run`` request: nothing here has touched the database or started Ray."""
-
-    space: SearchSpace
-    budget: Budget
-    overrides: dict[str, Any]
-    base: TrialConfig
-    name: str
-    trials: int
-    sampler: str
-    scheduler: str
-    cpus_per_trial: float
-    gpus_per_trial: float
-    concurrency: int | None
-    address: str | None
-    out: str
-    max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
-    baseline_only: bool = False  # run only the study's baseline (the first phase of init: baseline)
-    ray_session: str | None = None  # the Ray session this driver started itself, if it did
-    worker_env: dict[str, str] | None = None  # the environment of a Ray started here (sweep.ray_workers)
-
-
-def plan_sweep(
-    model: str,
-    space: str | None,
-    study: str | None,
-    trials: int | None,
-    budget: str,
-    overrides: dict[str, Any],
-    **options: Any,  # sampler, scheduler, cpus_per_trial, gpus_per_trial, concurrency, address, out
-) -> SweepPlan:
-    search_space = load_space(model, space, overrides.get("dataset"))
-    chosen = search_space.budget(budget)
-    search_space = search_space.for_budget(chosen)
-    if "latency_ms" in search_space.objectives:  # only then is it worth a few seconds per trial
-        overrides = {**overrides, "measure_latency": True}
-    base = search_space.trial_config({}, chosen, overrides)
-    wanted = trials if trials is not None else chosen.trials
-    cpus, gpus, concurrency = options["cpus_per_trial"], options["gpus_per_trial"], options["concurrency"]
-    if wanted < 1:
-        raise SweepError(f"--trials must be at least 1, got {wanted}")
-    if concurrency is not None and concurrency < 1:
-        raise SweepError(f"--concurrency must be at least 1, got {concurrency}")
-    if options.get("max_failures", 0) < 0:
-        raise SweepError(f"--max-failures must be 0 or more, got {options['max_failures']}")
-    if not cpus > 0 or gpus < 0:
-        raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
-    if gpus > 1 and not float(gpus).is_integer():
-        raise SweepError(
-            f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number (Ray shares one GPU in fractions "
-            "of it, such as 0.25 for four trials per GPU)"
-        )
-    if not options["address"]:
-        for flag, asked, have, unit in (
-            ("--cpus-per-trial", cpus, os.cpu_count() or 1, "CPU(s) of this machine"),
-            (
-                "--gpus-per-trial",
-                gpus,
-                local_gpus() if gpus > 0 else 0,
-                "CUDA GPU(s) torch sees on this machine",
-            ),
-        ):
-            if asked > have:
-                raise SweepError(f"{flag} {asked:g} is more than the {have} {unit}")
-    if base.precision == "fp16" and gpus == 0:
-        raise SweepError(
-            "--precision fp16 needs a CUDA GPU per trial, and --gpus-per-trial 0 runs the trials on CPUs; "
-            "use bf16 or fp32, or give the trials GPUs"
-        )
-    from sweep.models.external import check_sizes, short_name
-
-    check_sizes(search_space, base)
-    check_init(base.model, base.dataset, base.init)
-
-    shown = short_name(search_space.model)  # a reference's file path is no study name
-    name = check_study_name(study or default_study_name(shown, base.dataset or search_space.dataset))
-    return SweepPlan(search_space, chosen, overrides, base, name, wanted, **options)
 
 
 def run_command(
@@ -278,23 +131,29 @@ def run_command(
     if default_space:
         print(default_space, flush=True)
     rdb = None
-    if resume:  # before anything slow: the study must exist; read-only, so a refusal writes nothing
-        from sweep.picks import open_storage_readonly
+    # Before anything slow, read-only, so a refusal writes nothing: the database must be one sweep may
+    # write, and a study of this name sweep's own and of this model, dataset and objectives (--resume: it
+    # must exist).
+    from sweep.study_checks import check_before_run
 
-        readonly = open_storage_readonly(url)
-        try:
-            load_existing(readonly, plan.name)
-        finally:
-            readonly.engine.dispose()
+    check_before_run(url, plan.name, plan.space.fingerprint(plan.budget, plan.overrides), resume)
     if "://" not in plan.out:  # a URI is left to Ray
         check_writable_folder(plan.out, "--out")
-    # Everything that can refuse the run does so before the database is written: the data and the trial
-    # folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads.
+    with INTERRUPT.handling():  # SIGTERM from here on ends the sweep as Ctrl-C does (sweep.tune_stop)
+        return _start_and_run(plan, url, rdb, resume, seed, started)
+
+
+def _start_and_run(
+    plan: SweepPlan, url: str, rdb: optuna.storages.RDBStorage | None, resume: bool, seed: int, started: float
+) -> int:
+    """Everything that can refuse the run does so before the database is written: the data and the trial
+    folder are checked, and Ray started (or the cluster joined), first. Ray starts while the data loads."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         # through ray:// the data must be where the Tune driver runs: on the cluster, checked there
         data_checked = None if is_client(plan.address) else pool.submit(_prepare, plan.base)
         inherited: dict[str, str] = {}
         started_ray = start_ray(plan.address, inherited)
+        INTERRUPT.take()  # back from ray.init, whose SIGTERM handler exits at once
         plan.ray_session = local_session_name() if started_ray else None
         plan.worker_env = inherited or None
         try:
@@ -361,25 +220,29 @@ def _run_study(
             outcomes = fit_from_baseline(_fit, plan, opened.study, rdb, remaining, seed, fault, until)
         else:
             outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, until)
-    _print_run_line(outcomes, started)
+    print_run_line(outcomes, started)
     try:
         summary = summary_lines(load_existing(rdb, plan.name), display_url(url))
     except (SweepError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
         summary = []  # the fault below says why
     for line in summary:
         print(line, flush=True)
-    if fault:
+    interrupted = INTERRUPT.received  # SIGTERM; Ctrl-C shows as trials cut off by the stop
+    if fault and not interrupted:
         raise SweepError(
             f"the sweep stopped: {fault[0]}; every finished trial is kept in the study: fix that, then "
             "continue with --resume"
         )
-    cut = sum(o.get("reason") == STOPPED for o in outcomes)
+    for line in fault:  # what went wrong as the signal stopped the run (the baseline cut off, say)
+        print(f"note: {line}", flush=True)
+    cut = sum(map(was_cut, outcomes))
     short = len(outcomes) < max(remaining, 0)
     if short and resume:  # fewer trials here is no stop when other drivers of the study run the rest
         held = opened.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
         short = len(held) < plan.trials
-    if cut or short:
-        print("the sweep was stopped before it finished; continue it with --resume", flush=True)
+    if interrupted or cut or short:
+        by = f" by {interrupted}" if interrupted else ""
+        print(f"the sweep was stopped{by} before it finished; continue it with --resume", flush=True)
         return 130
     return 1 if any(line.startswith(NO_USABLE) for line in summary) else 0
 
@@ -422,6 +285,8 @@ def _fit(
     stops the run (a full disk, a database that cannot be written) is appended to ``fault``. With
     ``until`` (``--resume``), no trial is asked for once the study holds that many complete and running
     trials, whichever driver runs them. Through ray:// all this runs on the cluster (sweep.ray_client)."""
+    if INTERRUPT.received:  # a signal ended the run already: no further phase starts
+        return []
     if is_client(plan.address):
         return fit_on_cluster(plan, rdb, n_trials, seed, fault, until)
     only = ("penalty", "lam") if plan.sampler == "grid" else None
@@ -518,6 +383,7 @@ def _fit(
             with (
                 Heartbeat(rdb, search.live_trial_ids) as search.heartbeat,
                 trials_in_prestarted_workers(plan.worker_env),
+                INTERRUPT.tune_run(),
             ):
                 tuner.fit()
         except (EOFError, pickle.UnpicklingError):
@@ -530,39 +396,14 @@ def _fit(
             fault.append(f"{DATABASE_WRITE_FAILED} ({cause})" if database else f"Ray Tune stopped: {cause}")
         finally:
             try:
-                cut = search.fail_unfinished(STOPPED)
+                with INTERRUPT.deferred():
+                    cut = search.fail_unfinished(INTERRUPT.reason())
             except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
                 cut = []
                 fault.append(f"{DATABASE_WRITE_FAILED} ({first_line(err)})")
             if cut:
                 emit(f"marked FAIL: trial(s) {', '.join(map(str, cut))}, cut off by the stop")
     return list(search.outcomes.values())
-
-
-def stop_on_fault(outcomes: dict[str, dict[str, Any]], fault: list[str], out: str):
-    """A Tune stopper that ends the run once a trial failed for want of disk space under --out, or its
-    result could not be written to the study database: the trials after it would fail the same way."""
-    from ray import tune
-
-    def fault_of(outcome: dict[str, Any]) -> str | None:
-        reason = str(outcome.get("reason") or "")
-        if NO_SPACE in reason:
-            return f"no space left on the device under --out {out} (trial {outcome['number']})"
-        if reason.startswith(DATABASE_WRITE_FAILED):
-            return reason
-        return None
-
-    class StopOnFault(tune.Stopper):
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return False
-
-        def stop_all(self) -> bool:
-            found = [f for f in map(fault_of, outcomes.values()) if f]
-            if found and not fault:
-                fault.append(found[0])
-            return bool(found)
-
-    return StopOnFault()
 
 
 def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
@@ -593,14 +434,3 @@ def sampled_space(space: SearchSpace, study: optuna.Study) -> SearchSpace:
 def _config_attrs(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
     cfg = plan.space.trial_config(params, plan.budget, plan.overrides)
     return {"config": cfg.to_dict(), "dataset": cfg.dataset, "seed": cfg.seed}
-
-
-def _print_run_line(outcomes: list[dict[str, Any]], started: float) -> None:
-    failed = sum(o["state"] == "FAIL" for o in outcomes)
-    early = sum(o["state"] == "COMPLETE" and bool(o.get("early_stopped")) for o in outcomes)
-    own = sum(o.get("seconds") or 0.0 for o in outcomes)
-    print(
-        f"this run: {len(outcomes) - failed - early} complete, {early} early-stopped, {failed} failed in "
-        f"{time.perf_counter() - started:.1f} s (the trials' own training: {own:.1f} s)",
-        flush=True,
-    )

@@ -10,14 +10,8 @@ from typing import Any
 import torch
 
 import sweep
-from sweep.compact import (
-    factorised_ranks,
-    latency_ms,
-    layer_widths,
-    machine_threads,
-    network_cost,
-    torch_threads,
-)
+from sweep.compact import factorised_ranks, layer_widths, network_cost
+from sweep.export.latency import latency_lines, measure_latency
 from sweep.models.base import ChainNet, Net
 
 
@@ -37,9 +31,7 @@ def build_card(
 
     cfg, dense = ckpt.config, ckpt.model
     before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
-    threads = machine_threads()
-    with torch_threads(threads):
-        lat = {b: latency_ms({"dense": dense, "compact": small}, dense.input_size, b) for b in (1, 64)}
+    latency = measure_latency(dense, small, dense.input_size)  # one thread, with the spread of the runs
     baselines = [r for r in rows if r.is_baseline and r.state == "COMPLETE" and not r.early_stopped]
     baseline = min(baselines, key=lambda r: r.value("top1_error")) if baselines else None
     return {
@@ -89,18 +81,7 @@ def build_card(
             "top1_error": baseline.top1_error,
             "test_top1_error": baseline.test_top1_error,
         },
-        "latency_ms": {
-            "device": "cpu",
-            "threads": threads,
-            **{
-                f"batch{b}": {
-                    "dense": t["dense"],
-                    "compact": t["compact"],
-                    "speedup": t["dense"] / t["compact"],
-                }
-                for b, t in lat.items()
-            },
-        },
+        "latency_ms": latency,
         "versions": {"sweep": sweep.__version__, "torch": str(torch.__version__)},
     }
 
@@ -157,13 +138,7 @@ def _summary_lines(card: dict[str, Any]) -> list[str]:
         b = card["baseline"]
         test = "" if b["test_top1_error"] is None else f", test {b['test_top1_error']:.2f}%"
         lines.append(f"unconstrained baseline: trial {b['trial']}, held-out {b['top1_error']:.2f}%{test}")
-    lat = card["latency_ms"]
-    for key in ("batch1", "batch64"):
-        t = lat[key]
-        lines.append(
-            f"CPU latency {key.replace('batch', 'batch ')} ({lat['threads']} threads): {t['dense']:.3f} -> "
-            f"{t['compact']:.3f} ms (speed-up {t['speedup']:.2f}x)"
-        )
+    lines.extend(latency_lines(card["latency_ms"]))
     eq = card["equivalence"]
     lines.append(
         f"same function as the dense network on {eq['images']} test images (max logit difference "

@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -87,20 +92,66 @@ def _first_missing(folder: Path) -> Path | None:
 def write_export_folder(
     target: Path, force: bool, model: Net, card: dict[str, Any], formats: list[str], probe: torch.Tensor
 ) -> list[str]:
-    """Write every file into a temporary folder beside ``target``, verify them, then rename it into place."""
+    """Write every file into a temporary folder beside ``target``, verify them, then rename it into place.
+    Interrupted (Ctrl-C, or SIGTERM, which raises KeyboardInterrupt meanwhile), it leaves no hidden folder
+    behind, and an earlier export it was replacing stays where it was."""
+    with _sigterm_interrupts():
+        return _write_export_folder(target, force, model, card, formats, probe)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) meanwhile, so that the cleanup runs; by default
+    it ends the process on the spot. Signal handlers belong to the main thread: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while folders are renamed or cleaned up: noted, then raised as
+    KeyboardInterrupt once that is done, never halfway through it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+
+    before = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if got:
+            raise KeyboardInterrupt
+
+
+def _write_export_folder(
+    target: Path, force: bool, model: Net, card: dict[str, Any], formats: list[str], probe: torch.Tensor
+) -> list[str]:
     target = Path(os.path.abspath(target))
     created = _first_missing(target.parent)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as err:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        raise SweepError(f"cannot write the export to {target}: {err.strerror or err}") from None
     umask = os.umask(0)
     os.umask(umask)
     notes: list[str] = []
+    tmp: Path | None = None  # the new export, until it is renamed into place
+    old: Path | None = None  # where an earlier export waits while the new one takes its place
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         example = probe[:2]
         info = card["input"]
         extra = {"input": {k: info[k] for k in ("mean", "std", "classes", "preprocess")}}
@@ -124,16 +175,25 @@ def write_export_folder(
             target.rmdir()
         if os.path.lexists(target):
             check_target(target, force)  # again: the folder may have changed during the export
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / target.name)
+        with _signals_held():
+            if os.path.lexists(target):
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                os.replace(target, old / target.name)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+            tmp = created = None  # in place: from here on there is nothing to take back
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+                old = None
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        with _signals_held():
+            if old is not None and os.path.lexists(old / target.name) and not os.path.lexists(target):
+                try:
+                    os.replace(old / target.name, target)  # the earlier export back in its place
+                except OSError:
+                    old = None  # then it stays where it is rather than be lost
+            for leftover in (old, tmp, created):
+                if leftover is not None:
+                    shutil.rmtree(leftover, ignore_errors=True)
         if isinstance(err, OSError | RuntimeError | SafetensorError):  # a full disk, as each writer says it
             lines = str(getattr(err, "strerror", None) or err).strip().splitlines()
             first = lines[0] if lines else type(err).__name__
