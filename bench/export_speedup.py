@@ -2,7 +2,7 @@
 
 vgg13_cifar (or any registered ``--model``) with a synthetic sparsity pattern: half the filters/neurons
 of every channel group set to zero (chosen at random, seed 0), then compacted: a chain by
-``sweep.compact``, any other network (resnet20, mobilenet_v2) by ``sweep.structure``'s pruning, as export
+``sweep.sparsity.compact``, any other network (resnet20, mobilenet_v2) by ``sweep.structure``'s pruning, as export
 does. Dense and compact forward passes alternate so both see the same machine load; the medians are
 compared.
 
@@ -16,8 +16,8 @@ import argparse
 import torch
 
 from sweep import models
-from sweep.compact import check_equivalence, compact, latency_ms, masked, network_cost
 from sweep.models import ChainNet
+from sweep.sparsity import check_equivalence, compact, latency_ms, masked, network_cost
 
 
 def main() -> None:

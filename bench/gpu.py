@@ -2,7 +2,7 @@
 
 1. The GPU's bf16 matmul peak: a large bf16 matmul, timed.
 2. vgg13_cifar and resnet20, one epoch of 50,000 CIFAR-sized images (synthetic uint8 tensors on the GPU,
-   the trial's own path: ``TensorSplit`` on the device, ``Compute``/``TrainStep`` of ``sweep.train_step``
+   the trial's own path: ``TensorSplit`` on the device, ``Compute``/``TrainStep`` of ``sweep.train.step``
    and the group-lasso prox on every layer after each step) in fp32 and in bf16; images/s and the share
    of the bf16 matmul peak that the model's training FLOPs (3x its forward FLOPs) reach.
 3. 1, 2 and 4 resnet20 bf16 trials packed on the GPU, each its own process (as Ray runs them with
@@ -73,7 +73,7 @@ def matmul_peak_tflops(n: int = 8192, iters: int = 50) -> float:
 
 
 def cifar_split(n: int, device: torch.device, seed: int = 0) -> Any:
-    from sweep.data_splits import TensorSplit
+    from sweep.data import TensorSplit
 
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
@@ -87,8 +87,9 @@ def trial_parts(
 ) -> tuple[Any, ...]:
     """What ``train_trial`` builds for one trial: network, SGD, prox, compute, step."""
     from sweep import models
+    from sweep.device import Compute
     from sweep.sparsity import ProxStep, make_penalty, neuron_groups
-    from sweep.train_step import Compute, TrainStep
+    from sweep.train import TrainStep
 
     model = models.create(model_name, num_classes=num_classes, in_channels=3, input_size=(side, side))
     model = model.to(device)
@@ -117,7 +118,7 @@ def run_steps(parts: tuple[Any, ...], batches: Any, limit: int | None = None) ->
 
 def forward_flops(model_name: str) -> int:
     from sweep import models
-    from sweep.metrics import size_at
+    from sweep.measure import size_at
 
     return size_at(models.create(model_name)).flops
 
@@ -210,8 +211,7 @@ def write_jpeg_folder(root: Path, classes: int, per_class: int, side: int = 224)
 
 
 def imagenet_path(root: Path, workers: list[int], batch: int, device: torch.device) -> dict[str, Any]:
-    from sweep import data
-
+    from sweep.data import datasets as data
     out: dict[str, Any] = {"decode": {}}
     for w in workers:  # the loader alone: decode + crop + to tensor, into pinned memory
         split = data.load("imagenet", data_dir=str(root), num_workers=w).train.to(device)

@@ -50,8 +50,8 @@ from search_efficiency import (  # noqa: E402
 )
 
 from sweep.errors import SweepError  # noqa: E402
-from sweep.picks import TrialRow, pick, select_rows  # noqa: E402
-from sweep.space_file import load_space  # noqa: E402
+from sweep.select.picks import TrialRow, pick, select_rows  # noqa: E402
+from sweep.space.load import load_space  # noqa: E402
 
 SHARES = (0.25, 0.5, 1.0)
 

@@ -14,8 +14,8 @@ import argparse
 import time
 from typing import Any
 
-from sweep import train
 from sweep.config import TrialConfig
+from sweep.train import trial as train
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ from bench.paper_run import (  # noqa: E402
     write_dashboard,
 )
 from sweep.errors import SweepError  # noqa: E402
-from sweep.picks import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
+from sweep.select.picks import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
 
 BYTES_PER_PARAM = 4  # float32, as the paper counts memory (MiB: 431,080 x 0.92 x 4 bytes = 1.51)
 MIB = 2**20
@@ -369,7 +369,6 @@ def full_units(result: ModelResult) -> dict[str, int]:
     import torch
 
     from sweep import models
-
     with torch.device("meta"):
         return models.create(result.paper.model).widths()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sweep.picks import TrialRow
+from sweep.select import TrialRow
 
 TOLERANCE = 1e-9  # errors are k/n * 100 in floating point: 0.87 + 0.1 must admit 0.97
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.errors import SweepError
-from sweep.picks import TrialRow, close_study, load_study_readonly
+from sweep.select import TrialRow, close_study, load_study_readonly
 
 if TYPE_CHECKING:
     from bench.paper import Choice, ModelResult
@@ -188,7 +188,7 @@ def ensure_card_baseline(card_path: Path, baseline: TrialRow | None) -> str:
 
 
 def write_dashboard(result: ModelResult, storage_dir: Path) -> Path:
-    from dashboards.page import build_html
+    from sweep.dashboards import build_html
 
     suffix = "" if result.budget == "paper" else f"-{result.budget}"
     path = storage_dir / result.paper.model / f"dashboard{suffix}.html"

@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sweep import pareto  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
-from sweep.picks import TrialRow, all_rows, close_study, load_study_readonly, pick, select_rows  # noqa: E402
-from sweep.study import tpe_startup_trials  # noqa: E402
+from sweep.select import pareto  # noqa: E402
+from sweep.select.picks import TrialRow, all_rows, close_study, load_study_readonly, pick, select_rows  # noqa: E402
+from sweep.study.create import tpe_startup_trials  # noqa: E402
 
 T = TypeVar("T")
 REFERENCE_SIZE_MARGIN = 1.1  # as the dashboards: the full network (the baseline) still counts
@@ -102,7 +102,6 @@ def full_neurons(rows: Sequence[TrialRow], model: str) -> float:
     import torch
 
     from sweep import models
-
     with torch.device("meta"):
         return float(sum(models.create(model).widths().values()))
 
@@ -159,7 +158,7 @@ def summarise(outcome: Outcome, rows: Sequence[TrialRow], ref_error: float, ref_
 def space_without_start(model: str) -> dict:
     """The shipped search space of ``model`` as a YAML document, its start points left out: they would
     hand every compared method the same good trials."""
-    from sweep.space_file import space_path
+    from sweep.space import space_path
 
     doc = yaml.safe_load(space_path(model).read_text())
     doc.pop("start", None)
@@ -169,7 +168,7 @@ def space_without_start(model: str) -> dict:
 def grid_space(model: str, budget: str, trials: int, out: Path) -> Path:
     """The model's search space cut to what one would search by hand: the baseline plus ``trials - 1``
     lambda values, log-spaced over the lambda range the budget searches, for group lasso on fc1 only."""
-    from sweep.space_file import load_space
+    from sweep.space import load_space
 
     lam = load_space(model).for_budget(budget).search["lam"]
     doc = space_without_start(model)

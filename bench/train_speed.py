@@ -1,7 +1,7 @@
 """`sweep train`'s epoch time against a bare PyTorch loop on the same in-memory tensors.
 
 One process, both loops interleaved epoch by epoch so both see the same machine load and the same
-``torch.get_num_threads()`` (``--threads``): `sweep train`'s trial (``sweep.train.train_trial`` with the
+``torch.get_num_threads()`` (``--threads``): `sweep train`'s trial (``sweep.train.trial.train_trial`` with the
 model's search-space recipe and `sweep train`'s default penalty, group lasso at lambda 1e-3 on the layers
 `sweep train` constrains by default (lenet: every layer that can lose units; cifar10_quick: its recipe's
 conv3 and fc1): prox after every step, held-out evaluation, sparsity metrics and checkpoint every epoch)
@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from sweep import data, models
+from sweep import models
+from sweep.data import datasets as data
 from sweep.train import HOLDOUT_SEED, command_line_config, seed_everything, train_trial
 
 CASES = (("lenet", "mnist"), ("cifar10_quick", "cifar10"))

@@ -11,7 +11,7 @@ if [[ -z "${SWEEP_DATA_DIR:-}" && -d ../shared/data/mnist ]]; then
   export SWEEP_DATA_DIR
 fi
 dataset=fashion-mnist
-if .venv/bin/python -c "import sys, sweep.data as d; sys.exit('mnist' not in d.available_offline())"; then
+if .venv/bin/python -c "import sys, sweep.data.datasets as d; sys.exit('mnist' not in d.available_offline())"; then
   dataset=mnist
 fi
 export SWEEP_OFFLINE=1

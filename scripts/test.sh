@@ -11,4 +11,5 @@ if [[ -z "${SWEEP_DATA_DIR:-}" && -d ../shared/data ]]; then
 fi
 export SWEEP_OFFLINE=1
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 exec .venv/bin/pytest -q "$@"

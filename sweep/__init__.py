@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from sweep._version import __version__
+
 __all__ = ["__version__", "load_compact"]
 
 if TYPE_CHECKING:

@@ -10,30 +10,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from sweep.errors import SweepError, quote
+from sweep._version import __version__
+from sweep.errors import SweepError, one_line, quote
 
 # subcommand -> "module:function"; imported only when that subcommand runs, so `--help` stays fast.
 HANDLERS = {
-    "train": "sweep.train:train_command",
-    "run": "sweep.tune:run_command",
-    "status": "sweep.study:status_command",
-    "pareto": "sweep.picks:pareto_command",
-    "dashboard": "dashboards.page:dashboard_command",
+    "train": "sweep.train.trial:train_command",
+    "run": "sweep.search.driver:run_command",
+    "status": "sweep.study.command:status_command",
+    "pareto": "sweep.select.picks:pareto_command",
+    "dashboard": "sweep.dashboards.page:dashboard_command",
     "export": "sweep.export:export_command",
 }
 
 PENALTIES = ["none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear"]
-PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.PRECISIONS, without importing it here
-LAM_SCALINGS = ["uniform", "rms"]  # sweep.config.LAM_SCALINGS, likewise
+PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.trial.PRECISIONS, without importing it here
+LAM_SCALINGS = ["uniform", "rms"]  # sweep.config.trial.LAM_SCALINGS, likewise
 
 
-MESSAGE_LIMIT = 2000  # characters of one error line; past them the line is cut and ends in "..."
-
-
-def one_line(message: str) -> str:
-    """An error message as one line of bounded length, whatever the values it quotes."""
-    text = " ".join(message.split())
-    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "..."
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -143,6 +137,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="sweep", description="Find compact CNNs with sparsity penalties.")
+    parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one network with one penalty (no Ray, no Optuna)")
@@ -201,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="search penalty type and strength: an Optuna study placed by Ray Tune")
     p.add_argument("model", type=text)
-    p.add_argument("--space", type=text, help="search space YAML (default: search_spaces/MODEL.yaml)")
+    p.add_argument("--space", type=text, help="search space YAML (default: ./search_spaces/MODEL.yaml, else the shipped one)")
     p.add_argument("--study", type=text, help="study name (default: MODEL-DATASET)")
     _storage_args(p)
     p.add_argument("--trials", type=int, help="number of trials (default: the budget's)")

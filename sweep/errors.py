@@ -30,3 +30,12 @@ def first_line(err: BaseException) -> str:
         err = err.__cause__
     text = str(getattr(err, "orig", None) or err).strip()
     return (text.splitlines()[0].strip() if text else type(err).__name__)[:300]
+
+
+MESSAGE_LIMIT = 2000  # characters of one error line; past them the line is cut and ends in "..."
+
+
+def one_line(message: str) -> str:
+    """An error message as one line of bounded length, whatever the values it quotes."""
+    text = " ".join(message.split())
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "..."

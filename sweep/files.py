@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from sweep import __version__
+from sweep._version import __version__
 from sweep.errors import SweepError
 
 # The mark an HTML page sweep writes carries in its <head>: a page that has it may be written again.

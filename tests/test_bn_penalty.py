@@ -10,9 +10,8 @@ from torch import nn
 from sweep import models
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
-from sweep.space_file import load_space
-from sweep.sparsity import ProxStep, make_penalty, neuron_groups
-from sweep.sparsity.prox import rms_scales
+from sweep.space import load_space
+from sweep.sparsity import ProxStep, make_penalty, neuron_groups, rms_scales
 from sweep.train import train_trial
 
 STREAM_BN = [n for n in STREAM if ".bn2." in n or "shortcut.1." in n]

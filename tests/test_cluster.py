@@ -26,9 +26,17 @@ import pytest
 from conftest import write_mnist_like
 from optuna.trial import TrialState
 
-from sweep.study import BASELINE_ATTR, create_or_resume, enqueue_missing, is_baseline, open_storage
-from sweep.study_drivers import Heartbeat, reconcile, study_lock
-from sweep.tune import plan_sweep
+from sweep.search import plan_sweep
+from sweep.study import (
+    BASELINE_ATTR,
+    Heartbeat,
+    create_or_resume,
+    enqueue_missing,
+    is_baseline,
+    open_storage,
+    reconcile,
+    study_lock,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES")

@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from sweep import models
-from sweep.compact import (
+from sweep.config import TrialConfig
+from sweep.errors import SweepError
+from sweep.models import ChainNet
+from sweep.sparsity import (
     LowRankPair,
+    Nuclear,
+    alive_masks,
     check_equivalence,
     compact,
     factorised_ranks,
@@ -17,12 +22,8 @@ from sweep.compact import (
     low_rank_layers,
     masked,
     network_cost,
+    neuron_groups,
 )
-from sweep.config import TrialConfig
-from sweep.errors import SweepError
-from sweep.models.base import ChainNet
-from sweep.sparsity import alive_masks, neuron_groups
-from sweep.sparsity.penalties import Nuclear
 
 # Small inputs keep the big ImageNet networks quick; 72 px still builds vgg13's ImageNet form.
 SMALL_SIDE = {"alexnet": 63, "vgg13": 72}
@@ -55,7 +56,7 @@ def params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# sweep.compact rebuilds chains only; the other models are pruned by sweep.structure (tests/test_structure.py)
+# sweep.sparsity.compact rebuilds chains only; the other models are pruned by sweep.structure (tests/test_structure.py)
 @pytest.mark.parametrize("name", models.chain_names())
 def test_zeroed_groups_are_removed_and_logits_unchanged(name: str) -> None:
     model = small_model(name)

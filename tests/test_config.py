@@ -8,9 +8,18 @@ import optuna
 import pytest
 
 from sweep import cli, models
-from sweep.config import FIELD_RANGES, Budget, TrialConfig, fingerprint_differences, fingerprint_digest
+from sweep.config import FIELD_RANGES, TrialConfig
 from sweep.errors import SweepError, quote
-from sweep.space_file import MAX_NODES, RANGES, SEARCH_KEYS, load_space, space_path
+from sweep.space import (
+    MAX_NODES,
+    RANGES,
+    SEARCH_KEYS,
+    Budget,
+    fingerprint_differences,
+    fingerprint_digest,
+    load_space,
+    space_path,
+)
 
 SHIPPED = [
     "lenet",

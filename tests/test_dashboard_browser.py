@@ -10,8 +10,7 @@ import optuna
 import pytest
 from sample_study import COMPLETE_NUMBERS, STUDY, deep_study, make_study
 
-from dashboards import build_html
-from dashboards.screenshot import CHROMEDRIVER, CHROMIUM, chromium_driver, screenshot, wait_for_plots
+from sweep.dashboards import CHROMEDRIVER, CHROMIUM, build_html, chromium_driver, screenshot, wait_for_plots
 
 pytestmark = [
     pytest.mark.browser,

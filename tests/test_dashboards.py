@@ -17,7 +17,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, make_study
 
-from dashboards import (
+from sweep.cli import main
+from sweep.dashboards import (
     PAPER_TABLE1,
     StudyData,
     build_html,
@@ -31,13 +32,12 @@ from dashboards import (
     lambda_info,
     layer_widths_info,
     load_study_data,
+    make_server,
+    paper_point,
     pareto_info,
 )
-from dashboards.data import paper_point
-from dashboards.page import make_server
-from sweep import pareto
-from sweep.cli import main
 from sweep.files import GENERATOR_META
+from sweep.select import pareto
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

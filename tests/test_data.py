@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sweep import data
+from sweep.data import CIFAR_CLASSES
+from sweep.data import datasets as data
 from sweep.errors import SweepError
 
 pytestmark = pytest.mark.usefixtures("offline_data_env")
@@ -187,7 +188,7 @@ def test_cifar10_torchvision_python_batches(tmp_path: Path) -> None:
         keys = (b"data", b"labels", b"batch_label") if i % 2 else ("data", "labels", "batch_label")
         batch = dict(zip(keys, (rows, labels.tolist(), f"batch {i}"), strict=True))
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    label_names = [name.encode() for name in data.CIFAR_CLASSES]
+    label_names = [name.encode() for name in CIFAR_CLASSES]
     meta = {b"label_names": label_names, b"num_cases_per_batch": 4}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 

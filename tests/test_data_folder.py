@@ -15,10 +15,11 @@ import torch
 from conftest import write_image_folder
 from PIL import Image
 
-from sweep import data, data_folder
-from sweep.data_splits import FolderSplit, TensorSplit
+from sweep.data import FolderSplit, TensorSplit
+from sweep.data import datasets as data
+from sweep.data import folder as data_folder
 from sweep.errors import SweepError
-from sweep.space_file import load_space
+from sweep.space import load_space
 
 pytestmark = pytest.mark.usefixtures("offline_data_env")
 CLASSES = ("ant", "bee", "cat")
@@ -237,7 +238,7 @@ def test_sweep_train_on_a_folder_end_to_end(tmp_path: Path) -> None:
     final = json.loads(done.stdout.strip().splitlines()[-1])
     assert final["dataset"] == "folder" and final["data_source"] == str(root)
     assert final["config"]["input_size"] == 16 and final["test_top1_error"] is not None
-    from sweep.checkpoint import load_checkpoint
+    from sweep.train import load_checkpoint
 
     ckpt = load_checkpoint(out)
     assert ckpt.model.input_size == (3, 16, 16) and ckpt.model.num_classes == 3

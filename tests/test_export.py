@@ -20,13 +20,12 @@ from optuna.trial import TrialState, create_trial
 from safetensors.torch import load_file
 
 from sweep import load_compact, models
-from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
-from sweep.compact import compact, factorised_ranks, masked
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
 from sweep.export import save_torchscript, write_compact
-from sweep.train import train_trial
+from sweep.sparsity import compact, factorised_ranks, masked
+from sweep.train import load_checkpoint, train_trial
 
 STUDY = "lenet-mnist"
 

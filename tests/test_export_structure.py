@@ -15,9 +15,8 @@ from conftest import small_resnet20_trial
 from optuna.trial import create_trial
 
 from sweep import load_compact
-from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
-from sweep.train import train_trial
+from sweep.train import load_checkpoint, train_trial
 
 STUDY = "resnet20-cifar10"
 

@@ -22,8 +22,7 @@ from conftest import write_mnist_like
 from sweep import models
 from sweep.cli import main
 from sweep.models import external
-from sweep.space_default import SHOWN, announce
-from sweep.space_file import load_space
+from sweep.space import SHOWN, announce, load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -147,8 +146,9 @@ def test_a_file_model_sweeps_exports_and_loads_in_a_fresh_process(data_dir, tmp_
 
     script = """\
 import json, sys, torch
-from sweep import data, load_compact
-from sweep.metrics import top1_error
+from sweep import load_compact
+from sweep.data import datasets as data
+from sweep.measure import top1_error
 
 folder, data_dir = sys.argv[1], sys.argv[2]
 model = load_compact(folder, trust_code=True)  # the user's own export: they trust its writer

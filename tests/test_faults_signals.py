@@ -27,15 +27,14 @@ from optuna.trial import TrialState
 from sample_study import STUDY, make_study
 from test_export import record, train
 
-import dashboards.page as page_module
+import sweep.dashboards.page as page_module
 from sweep import models
 from sweep.cli import main
-from sweep.compact import compact
 from sweep.config import TrialConfig
+from sweep.export import MIN_RUNS, latency_lines, measure_latency
 from sweep.export import folder as folder_module
-from sweep.export.latency import MIN_RUNS, latency_lines, measure_latency
-from sweep.sparsity.groups import alive_masks
-from sweep.tune_stop import STOPPED, Interrupt
+from sweep.search import STOPPED, Interrupt
+from sweep.sparsity import alive_masks, compact
 
 # ------------------------------------------------------------------------------ SIGTERM of `sweep run`
 

@@ -22,9 +22,9 @@ from safetensors.torch import save as safetensors_save
 from sample_study import STUDY, make_study
 
 from sweep import models
-from sweep.checkpoint import save_checkpoint
 from sweep.cli import main
 from sweep.config import TrialConfig
+from sweep.train import save_checkpoint
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

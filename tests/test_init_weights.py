@@ -15,16 +15,14 @@ from safetensors.torch import save_file
 from sample_study import make_study
 
 from sweep import models
-from sweep.checkpoint import load_checkpoint, save_checkpoint
 from sweep.cli import build_parser, main
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
 from sweep.export import choose_trial
-from sweep.picks import all_rows, close_study, load_study_readonly
+from sweep.search import run_command
+from sweep.select import all_rows, close_study, load_study_readonly
 from sweep.study import is_baseline
-from sweep.train_step import Teacher
-from sweep.tune import run_command
-from sweep.weights import load_initial_weights
+from sweep.train import Teacher, load_checkpoint, load_initial_weights, save_checkpoint
 
 TRAIN_IMAGES = 300
 FINETUNE_SPACE = """\

@@ -20,7 +20,7 @@ from conftest import write_image_folder
 from sweep import models
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
-from sweep.models import external
+from sweep.space import checks as space_checks
 
 NETS = """\
 import torch
@@ -206,7 +206,7 @@ def test_own_network_on_own_images_sweeps_exports_and_reloads(work: Path, tmp_pa
     done = _python(tmp_path, "-c", MEASURE, str(out), str(work / "images" / "val"), str(work))
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = json.loads(done.stdout.splitlines()[-1])
-    assert fresh["module"] == "sweep.models.base" and fresh["widths"] == after
+    assert fresh["module"] == "sweep.models.net" and fresh["widths"] == after
     assert fresh["images"] == errors["test_images"]
     assert fresh["diff"] < 1e-5, "TorchScript and load_compact give the same logits"
     assert fresh["wrong"] == fresh["script_wrong"]
@@ -224,16 +224,16 @@ def _config(work: Path, fn: str, input_size: int | None) -> TrialConfig:
 
 
 def test_a_model_is_built_up_front_for_the_input_size_and_classes_it_gets(work: Path) -> None:
-    assert external.sizes("folder", 16, str(work / "images")) == {
+    assert space_checks.sizes("folder", 16, str(work / "images")) == {
         "num_classes": 3,  # counted from train/'s class folders, not the folder dataset's placeholder
         "in_channels": 3,
         "input_size": (16, 16),
     }
-    external.check_sizes(None, _config(work, "make_net", 16))
-    external.check_sizes(None, _config(work, "sized_for_32", None))  # the folder's default side: 32
+    space_checks.check_sizes(None, _config(work, "make_net", 16))
+    space_checks.check_sizes(None, _config(work, "sized_for_32", None))  # the folder's default side: 32
     with pytest.raises(SweepError, match=r"^model '.*/nets\.py:sized_for_32' cannot take input 3x16x16: "):
-        external.check_sizes(None, _config(work, "sized_for_32", 16))
-    external.check_sizes(None, TrialConfig(model="lenet", input_size=16))  # a registered model: not here
+        space_checks.check_sizes(None, _config(work, "sized_for_32", 16))
+    space_checks.check_sizes(None, TrialConfig(model="lenet", input_size=16))  # a registered model is checked too
 
 
 def _refused(cwd: Path, *argv: str) -> str:
@@ -250,7 +250,7 @@ def _refused(cwd: Path, *argv: str) -> str:
 def test_run_refuses_a_model_that_cannot_take_the_input_size(
     work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweep.tune import plan_sweep  # what `sweep run` does first, before storage, data or Ray
+    from sweep.search import plan_sweep  # what `sweep run` does first, before storage, data or Ray
 
     monkeypatch.chdir(work)
     overrides = {"dataset": "folder", "data_dir": str(work / "images"), "input_size": 16}

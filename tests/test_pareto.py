@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from sweep.pareto import (
+from sweep.select import (
     dominates,
     front_ranks,
     hypervolume,
@@ -145,7 +145,7 @@ def test_pick_max_size_takes_the_lowest_error_under_the_limit() -> None:
 
 
 def test_pareto_asha_keeps_a_rungs_best_fronts_and_matches_asha_on_one_objective() -> None:
-    from sweep.pareto_asha import keeps_going, rung_milestones
+    from sweep.search import keeps_going, rung_milestones
 
     assert rung_milestones(4, 1, 3) == [1, 3]
     assert rung_milestones(11, 2, 3) == [2, 6]

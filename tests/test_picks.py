@@ -17,13 +17,7 @@ from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, deep_study, mak
 
 from sweep.cli import main
 from sweep.errors import SweepError
-from sweep.picks import (
-    all_rows,
-    front,
-    load_study_readonly,
-    pick,
-    trial_rows,
-)
+from sweep.select import all_rows, front, load_study_readonly, pick, trial_rows
 from sweep.study import BASELINE_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

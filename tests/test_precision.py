@@ -19,16 +19,16 @@ import torch
 from conftest import ENV_DATA_DIR, SHARED_DATA
 from optuna.trial import create_trial
 
-from sweep import data, models
-from sweep.checkpoint import load_checkpoint
+from sweep import models
 from sweep.cli import main
 from sweep.config import TrialConfig
-from sweep.data_splits import TensorSplit
+from sweep.data import TensorSplit
+from sweep.data import datasets as data
+from sweep.device import Compute, GPUMemoryError, out_of_memory, resolve_precision
 from sweep.errors import SweepError
+from sweep.search import root_cause_line
 from sweep.sparsity import neuron_groups
-from sweep.study_search import root_cause_line
-from sweep.train import train_trial
-from sweep.train_step import Compute, GPUMemoryError, TrainStep, out_of_memory, resolve_precision
+from sweep.train import TrainStep, load_checkpoint, train_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,10 +151,10 @@ def test_channels_last_inputs_as_on_cuda_train_the_same_network_on_the_cpu(
 ) -> None:
     """CUDA trials feed channels_last images (the convolutions then run in that layout; the weights,
     which the prox views row by row, stay contiguous). The same on the CPU trains the same network."""
-    import sweep.train
+    import sweep.train.trial
 
     monkeypatch.setattr(
-        sweep.train,
+        sweep.train.trial,
         "resolve_compute",
         lambda _d, _p: Compute(torch.device("cpu"), "fp32", channels_last=True),
     )
@@ -277,7 +277,7 @@ def test_bad_compute_settings_are_one_line_exit_2_before_data_ray_or_training(
     exit 2, and nothing started: no dataset read, no Ray, no trial, no file written."""
     import ray
 
-    import sweep.train
+    import sweep.train.trial
 
     def started(what: str) -> Any:
         def fail(*_args: Any, **_kwargs: Any) -> None:
@@ -287,7 +287,7 @@ def test_bad_compute_settings_are_one_line_exit_2_before_data_ray_or_training(
 
     monkeypatch.setattr(data, "load", started("the data"))
     monkeypatch.setattr(ray, "init", started("Ray"))
-    monkeypatch.setattr(sweep.train, "_train", started("a trial"))
+    monkeypatch.setattr(sweep.train.trial, "_train", started("a trial"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SWEEP_OFFLINE", "1")
     gpus = torch.cuda.device_count()
@@ -313,7 +313,7 @@ def test_bad_compute_settings_are_one_line_exit_2_before_data_ray_or_training(
 def test_held_out_error_on_the_cpu_is_the_same_in_batches_of_200_as_of_500() -> None:
     """A CPU trial scores its held-out split in batches of 200 (faster there than 500, which export uses
     for the test error): the same error, the loss equal but for the order of the sums."""
-    from sweep.metrics import top1_error
+    from sweep.measure import top1_error
     from sweep.train import EVAL_BATCH, EVAL_BATCH_CPU
 
     splits = data.load("mnist", data_dir=str(mnist_dir()), subset=3000, holdout=700, seed=0)
@@ -329,7 +329,7 @@ def test_held_out_error_on_the_cpu_is_the_same_in_batches_of_200_as_of_500() -> 
 def test_cpu_evaluation_pools_channels_last_with_the_same_logits() -> None:
     """On the CPU the held-out and test passes run each max-pool in the channels_last layout (its fast
     kernel there): logits equal to torch's own NCHW pooling, bit for bit, and the hooks gone afterwards."""
-    from sweep.metrics import cpu_max_pool_channels_last
+    from sweep.measure import cpu_max_pool_channels_last
 
     cpu = torch.device("cpu")
     for name, shape in (("lenet", (1, 28, 28)), ("cifar10_quick", (3, 32, 32))):

@@ -1,10 +1,10 @@
-"""sweep.ray_workers: the reach into Tune's actor class cache still fits the installed Ray; trial threads."""
+"""sweep.search.cluster.workers: the reach into Tune's actor class cache still fits the installed Ray; trial threads."""
 
 from __future__ import annotations
 
 import os
 
-from sweep import ray_workers
+from sweep.search.cluster import workers as ray_workers
 
 
 class Trainable:
@@ -28,7 +28,7 @@ def test_tune_default_env_is_the_one_set_before_ray_starts() -> None:
 def test_local_start_preloads_training_code_and_sets_tune_env(monkeypatch) -> None:
     monkeypatch.delenv("PL_DISABLE_FORK", raising=False)
     options = ray_workers.local_start_options()
-    assert options["_system_config"]["preload_python_modules"] == ["ray.tune", "sweep.train"]
+    assert options["_system_config"]["preload_python_modules"] == ["ray.tune", "sweep.train.trial"]
     assert os.environ["PL_DISABLE_FORK"] == "1"
 
 

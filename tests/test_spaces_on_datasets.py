@@ -16,14 +16,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep import cli, data, models
+from sweep import cli, models
 from sweep.config import TrialConfig
+from sweep.data import datasets as data
 from sweep.errors import SweepError
-from sweep.models.external import check_sizes
-from sweep.space_checks import check_on_data, named_layers, unit_layers
-from sweep.space_file import load_space
+from sweep.space import check_on_data, check_sizes, load_space, named_layers, unit_layers
 
-SHIPPED = Path(__file__).resolve().parents[1] / "search_spaces"
+SHIPPED = Path(__file__).resolve().parents[1] / "sweep" / "space" / "shipped"
 SPACES = sorted(p.stem for p in SHIPPED.glob("*.yaml"))
 # the datasets whose images each shipped space's network cannot take (too small for its pools and
 # strides): refused before the study exists; every other dataset is accepted

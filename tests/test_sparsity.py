@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from sweep import models
-from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
-from sweep.sparsity.groups import alive_widths
+from sweep.sparsity import DeadMask, ProxStep, alive_widths, make_penalty, neuron_groups
 
 
 def lenet_groups(name="fc1"):

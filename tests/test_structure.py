@@ -322,7 +322,8 @@ def sibling_batchnorm(model: models.ChainNet, name: str) -> str | None:
 
 @pytest.mark.parametrize("name", models.chain_names())
 def test_chain_neuron_groups_come_from_the_analysis_and_match_the_chain_rule(name: str) -> None:
-    from sweep.sparsity.groups import _channel_groups, neuron_groups
+    from sweep.sparsity import neuron_groups
+    from sweep.sparsity.groups import _channel_groups
 
     model = chain_builder(name)[0]()
     groups = neuron_groups(model)

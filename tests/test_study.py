@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from sweep import cli
 from sweep.errors import SweepError
-from sweep.space_file import load_space
+from sweep.space import load_space
 from sweep.study import (
     BASELINE_ATTR,
     TRIAL_ATTRS,

@@ -4,11 +4,10 @@ import json
 import pytest
 import torch
 
-from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
-from sweep.train import DivergedError, train_trial
+from sweep.train import DivergedError, load_checkpoint, train_trial
 
 
 def test_trial_reports_each_epoch_and_writes_a_loadable_checkpoint(tiny_mnist_dir, tmp_path):
@@ -171,8 +170,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tiny_mnist_dir, tmp_pat
 
 
 def test_empty_data_dir_message_says_where_it_looked(offline_data_env, tmp_path):
-    from sweep import data
-
+    from sweep.data import datasets as data
     with pytest.raises(SweepError) as info:
         data.load("mnist", data_dir=str(tmp_path))
     assert str(tmp_path) in str(info.value)
@@ -181,8 +179,8 @@ def test_empty_data_dir_message_says_where_it_looked(offline_data_env, tmp_path)
 def test_train_onto_a_file_or_a_full_disk_is_one_line(tmp_path, tmpfs, capsys):
     """--out that is a file is refused before training; a disk that fills up ends in one line and leaves
     no partial checkpoint behind."""
-    from sweep.checkpoint import save_checkpoint
     from sweep.models import create
+    from sweep.train import save_checkpoint
 
     (tmp_path / "a-file").write_text("mine")
     assert main(["train", "lenet", "--out", str(tmp_path / "a-file")]) == 2

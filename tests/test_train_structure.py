@@ -11,10 +11,9 @@ import torch
 from conftest import small_resnet20_trial
 from torch.utils.flop_counter import FlopCounterMode
 
-from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
 from sweep.structure import channel_groups, prune
-from sweep.train import train_trial
+from sweep.train import load_checkpoint, train_trial
 
 
 def test_resnet20_trial_zeroes_whole_groups_and_reports_the_pruned_network(shared_data_dir, tmp_path):

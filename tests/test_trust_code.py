@@ -15,12 +15,11 @@ from optuna.trial import create_trial
 
 import sweep
 from sweep import models
-from sweep.checkpoint import load_checkpoint
 from sweep.cli import main
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
-from sweep.export.formats import write_compact
-from sweep.train import train_trial
+from sweep.export import write_compact
+from sweep.train import load_checkpoint, train_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

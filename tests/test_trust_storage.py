@@ -29,9 +29,8 @@ from sample_study import STUDY, make_study
 from sweep.cli import main
 from sweep.errors import SweepError
 from sweep.files import GENERATOR_META
-from sweep.space_file import load_space
-from sweep.study import create_or_resume, open_storage
-from sweep.study_checks import optuna_tables
+from sweep.space import load_space
+from sweep.study import create_or_resume, open_storage, optuna_tables
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -23,11 +23,11 @@ from optuna.trial import TrialState
 
 from sweep import cli
 from sweep.errors import SweepError
-from sweep.ray_leftovers import dead_drivers_sessions
-from sweep.ray_leftovers import processes_of as session_processes
-from sweep.space_file import load_space, space_path
+from sweep.search import plan_sweep, run_command, sampled_space
+from sweep.search.cluster import dead_drivers_sessions
+from sweep.search.cluster import processes_of as session_processes
+from sweep.space import load_space, space_path
 from sweep.study import TRIAL_ATTRS, create_or_resume, is_baseline, open_storage, trial_params
-from sweep.tune import plan_sweep, run_command, sampled_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT_SPACES = space_path("lenet").parent
@@ -349,7 +349,7 @@ def test_a_trials_error_reason_is_read_from_text_and_its_pickle_never_loaded(tmp
     import pickle
     from types import SimpleNamespace
 
-    from sweep.study_search import _error_reason
+    from sweep.search.searcher import _error_reason
 
     ran = tmp_path / "ran"
 
@@ -362,8 +362,8 @@ def test_a_trials_error_reason_is_read_from_text_and_its_pickle_never_loaded(tmp
         "Failure # 1 (occurred at 2026-12-02_07-00-00)\nold failure\n"
         "Failure # 2 (occurred at 2026-12-02_07-01-00)\n"
         "ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n"
-        '  File "sweep/train.py", line 1, in train_trial\n'
-        "sweep.train.DivergedError: loss is nan at epoch 1\n"
+        '  File "sweep/train/trial.py", line 1, in train_trial\n'
+        "sweep.train.trial.DivergedError: loss is nan at epoch 1\n"
     )
     trial = SimpleNamespace(
         error_file=str(tmp_path / "error.txt"), pickled_error_file=str(tmp_path / "error.pkl")
@@ -396,7 +396,7 @@ def test_a_start_that_cannot_run_refuses_before_the_database_is_written(data_dir
 def test_a_ray_client_refusal_names_the_servers_cause():
     """Ray puts the client server's traceback after "Initialization failure from server:"; the line
     sweep prints keeps its last line, where the cause is."""
-    from sweep.ray_start import reason
+    from sweep.search.cluster import reason
 
     refused = ConnectionAbortedError(
         "Initialization failure from server:\nTraceback (most recent call last):\n"
@@ -414,8 +414,8 @@ def test_a_ray_client_refusal_names_the_servers_cause():
 def test_ray_processes_of_a_dead_driver_are_ended_and_a_live_ones_kept(tmp_path):
     """What a resumed sweep does with the Ray session of a driver that was killed: its processes (they
     ignore SIGTERM) get SIGKILL; those of a driver still alive are left alone."""
-    from sweep.ray_leftovers import SESSION_KEY, end_leftover_ray
-    from sweep.study_drivers import driver_identity
+    from sweep.search.cluster import SESSION_KEY, end_leftover_ray
+    from sweep.study import driver_identity
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ray import cloudpickle
 
-from sweep.space_file import load_space
+from sweep.search import make_trainable
+from sweep.space import load_space
 from sweep.train import torchvision_version, versions
-from sweep.tune import make_trainable
 
 
 def _modules_after(code: str, tmp_path: Path, payload: bytes | None = None) -> set[str]:
@@ -35,12 +35,12 @@ def test_the_trainable_unpickles_without_the_study_modules(tmp_path: Path) -> No
         tmp_path,
         cloudpickle.dumps(trainable),
     )
-    assert "sweep.config" in loaded
-    assert not loaded & {"optuna", "sqlalchemy", "sweep.study", "sweep.tune"}
+    assert "sweep.config.trial" in loaded
+    assert not loaded & {"optuna", "sqlalchemy", "sweep.study.create", "sweep.search.driver"}
 
 
 def test_training_imports_no_torchvision(tmp_path: Path) -> None:
-    loaded = _modules_after("import sweep.train\nsweep.train.versions()", tmp_path)
+    loaded = _modules_after("import sweep.train.trial\nsweep.train.versions()", tmp_path)
     assert "torch" in loaded and "torchvision" not in loaded
 
 

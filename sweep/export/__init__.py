@@ -10,15 +10,19 @@ from sweep.export.formats import (
     save_torchscript,
     write_compact,
 )
+from sweep.export.latency import MIN_RUNS, latency_lines, measure_latency
 
 __all__ = [
     "ARCH_FORMAT",
     "EXPORT_FILES",
+    "MIN_RUNS",
     "check_target",
     "choose_trial",
     "export_command",
+    "latency_lines",
     "load_compact",
     "load_torchscript",
+    "measure_latency",
     "save_onnx",
     "save_torchscript",
     "write_compact",

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-import sweep
-from sweep.compact import factorised_ranks, layer_widths, network_cost
+from sweep._version import __version__
 from sweep.export.latency import latency_lines, measure_latency
-from sweep.models.base import ChainNet, Net
+from sweep.models import ChainNet, Net
+from sweep.sparsity import factorised_ranks, layer_widths, network_cost
 
 
 def build_card(
@@ -27,7 +27,7 @@ def build_card(
     errors: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything a user checks about the export: source, input, sizes, errors, latency."""
-    from sweep.picks import redact
+    from sweep.select import redact
 
     cfg, dense = ckpt.config, ckpt.model
     before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
@@ -82,7 +82,7 @@ def build_card(
             "test_top1_error": baseline.test_top1_error,
         },
         "latency_ms": latency,
-        "versions": {"sweep": sweep.__version__, "torch": str(torch.__version__)},
+        "versions": {"sweep": __version__, "torch": str(torch.__version__)},
     }
 
 
@@ -90,7 +90,7 @@ def _preprocess_text(dataset: str, side: int) -> str:
     scale = "pixels scaled to [0, 1], then (x - mean) / std per channel; NCHW float32"
     if dataset == "imagenet":
         return f"RGB, resize shorter side to {round(side * 256 / 224)}, centre crop {side}, {scale}"
-    if dataset == "folder":  # sweep.data_folder: mean and std measured on the training images
+    if dataset == "folder":  # sweep.data.folder: mean and std measured on the training images
         return (
             f"RGB (PIL convert), resized to {side}x{side} (PIL bilinear), {scale} (mean and std measured "
             "on the training images)"

@@ -1,7 +1,7 @@
 """``sweep export``: turn a chosen trial into a physically smaller network and prove it is the same one.
 
 The trial's checkpoint holds the dense network with its dead neurons at zero. Export removes them
-(``sweep.compact``), checks on real test images that the compact network gives the dense one's logits,
+(``sweep.sparsity.compact``), checks on real test images that the compact network gives the dense one's logits,
 measures its test error again, and writes the folder (``sweep.export.folder``) with a card.
 """
 
@@ -11,21 +11,18 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import sqlalchemy
 import torch
 from torch import nn
 
 from sweep import models
-from sweep.checkpoint import load_checkpoint
-from sweep.compact import check_equivalence, compact, low_rank_layers
 from sweep.errors import SweepError
 from sweep.export.card import build_card, print_summary
 from sweep.export.folder import check_target, write_export_folder
 from sweep.export.formats import EQUIVALENCE_RTOL, FORMATS
-from sweep.models.base import ChainNet, Net
-from sweep.sparsity.groups import alive_masks
+from sweep.models import ChainNet, Net
+from sweep.sparsity import alive_masks, check_equivalence, compact, low_rank_layers
+from sweep.train import checkpoint_path, load_checkpoint
 
 EQUIVALENCE_IMAGES = 256
 EVAL_BATCH = 500  # what training evaluates with, so the re-measured error matches to the image
@@ -48,8 +45,8 @@ def export_command(
     data_dir: str | None,
 ) -> int:
     """``sweep export STUDY``: write the chosen trial as a compact network; see the module docstring."""
-    from sweep import data
-    from sweep.picks import all_rows, close_study, default_storage, load_study_readonly
+    from sweep.data import datasets as data
+    from sweep.select import all_rows, close_study, default_storage, load_study_readonly
 
     formats = _parse_formats(format)
     if finetune < 0:
@@ -154,7 +151,7 @@ def _first_images(split: Any, n: int):
 
 
 def measure_error(model: nn.Module, split: Any, device: torch.device) -> float:
-    from sweep.metrics import top1_error
+    from sweep.measure import top1_error
 
     model.to(device)
     try:
@@ -202,7 +199,7 @@ def choose_trial(
 ) -> Any:
     """The trial to export: by number, the smallest under ``max_error``, the knee, or (the default) the
     smallest within ``max_increase`` points (default ``DEFAULT_MAX_INCREASE``) of the study's baseline."""
-    from sweep.picks import format_number, pick, select_rows
+    from sweep.select import format_number, pick, select_rows
 
     if not rows:
         raise SweepError(f"study {study!r} has no trials")
@@ -250,27 +247,3 @@ def _numbered_trial(rows: list[Any], study: str, trial: int, allow_early_stopped
     if row.state not in ("COMPLETE", "PRUNED"):
         raise SweepError(f"trial {trial} is {row.state}, not finished: nothing to export yet")
     return row
-
-
-def checkpoint_path(uri: str, storage: str) -> Path:
-    """A local path for the trial's recorded checkpoint (a path or a ``file://`` URI). A relative path
-    is taken from the working directory, then from the SQLite database's folder."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme and len(parsed.scheme) > 1:
-        raise SweepError(
-            f"checkpoint {uri} is not on this machine; copy it here and export from a local path"
-        )
-    path = Path(uri).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    try:
-        url = sqlalchemy.engine.make_url(storage)
-        if url.get_backend_name() == "sqlite" and url.database:
-            beside = Path(url.database).expanduser().resolve().parent / path
-            if beside.exists():
-                return beside
-    except Exception:
-        pass
-    return path

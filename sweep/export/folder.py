@@ -19,7 +19,6 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from sweep.compact import logits_difference
 from sweep.errors import SweepError
 from sweep.export.card import readme_text
 from sweep.export.formats import (
@@ -30,7 +29,8 @@ from sweep.export.formats import (
     save_torchscript,
     write_compact,
 )
-from sweep.models.base import Net
+from sweep.models import Net
+from sweep.sparsity import logits_difference
 
 # Every file an export folder may hold: --force replaces a folder only if it holds nothing else.
 EXPORT_FILES = frozenset(

@@ -14,10 +14,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sweep import models
-from sweep.compact import LowRankPair, factorised_ranks, layer_widths, network_cost
 from sweep.errors import SweepError, first_line
-from sweep.models.base import ChainNet, Net
-from sweep.models.trust import Factory, recorded_model
+from sweep.models import ChainNet, Factory, Net, recorded_model
+from sweep.sparsity import LowRankPair, factorised_ranks, layer_widths, network_cost
 from sweep.structure import Removal
 
 ARCH_FORMAT = "sweep-compact/1"

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from sweep.compact import timed_runs, torch_threads
+from sweep.sparsity import timed_runs, torch_threads
 
 THREADS = 1  # a stated count: on a shared machine more threads measure the neighbours too
 BATCHES = (1, 64)

@@ -13,12 +13,12 @@ group ``sweep.models``: any function returning an ``nn.Module``, called with ``n
 ``in_channels`` and ``input_size`` (height, width) where its signature accepts them, wrapped in a ``Net``
 named by the reference (``sweep.models.external``; ``check`` gives the form trials record, a file's path
 made absolute). Such a model has no dataset of its own, and without a search space file it is searched in
-``sweep.space_default``'s generic space.
+``sweep.space.default``'s generic space.
 
 Networks that are not chains (ResNets, MobileNetV2) are registered with ``chain=False``; the plain
 ``nn.Module``s they wrap are also built by ``STRUCTURE_MODELS`` (name -> factory taking ``num_classes`` and
 ``in_channels``). Every model's channel groups come from ``sweep.structure``; training, metrics and export
-work on them for any model (``Net.pruned`` / ``Net.replay_``), while ``sweep.compact``'s slicing and the
+work on them for any model (``Net.pruned`` / ``Net.replay_``), while ``sweep.sparsity.compact``'s slicing and the
 nuclear penalty's factorisation still take chains only.
 """
 
@@ -29,8 +29,6 @@ from torch import nn
 from sweep.models import alexnet, cifar_quick, lenet, vgg  # noqa: F401  (registers the models)
 from sweep.models.base import (
     MODELS,
-    ChainNet,
-    Net,
     chain_names,
     check,
     create,
@@ -40,8 +38,12 @@ from sweep.models.base import (
     names,
     register_model,
 )
+from sweep.models.chain import ChainNet
+from sweep.models.external import short_name
 from sweep.models.mobilenet import mobilenet_v2
+from sweep.models.net import UNIT_TYPES, Net, body_groups
 from sweep.models.resnet import resnet18, resnet20, resnet56
+from sweep.models.trust import Factory, recorded_model
 
 STRUCTURE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20,
@@ -53,8 +55,11 @@ STRUCTURE_MODELS: dict[str, Callable[..., nn.Module]] = {
 __all__ = [
     "MODELS",
     "STRUCTURE_MODELS",
+    "UNIT_TYPES",
     "ChainNet",
+    "Factory",
     "Net",
+    "body_groups",
     "chain_names",
     "check",
     "create",
@@ -62,5 +67,7 @@ __all__ = [
     "is_chain",
     "is_external",
     "names",
+    "recorded_model",
     "register_model",
+    "short_name",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from sweep.models.base import ChainNet, flat_features, register_model
+from sweep.models.base import register_model
+from sweep.models.chain import ChainNet, flat_features
 
 
 @register_model(dataset="imagenet", input_size=(3, 224, 224))

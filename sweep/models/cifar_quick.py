@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from sweep.models.base import ChainNet, flat_features, register_model
+from sweep.models.base import register_model
+from sweep.models.chain import ChainNet, flat_features
 
 
 @register_model(dataset="cifar10", input_size=(3, 32, 32))

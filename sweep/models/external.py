@@ -24,7 +24,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sweep.errors import SweepError, quote
 
 if TYPE_CHECKING:
-    from sweep.models.base import Net
+    from sweep.models.net import Net
 
 ENTRY_POINT_GROUP = "sweep.models"
 ARGUMENTS = ("num_classes", "in_channels", "input_size")
@@ -218,7 +217,7 @@ def create(name: str, num_classes: int, in_channels: int | None, input_size: tup
     import torch
     from torch import nn
 
-    from sweep.models.base import Net
+    from sweep.models.net import Net
 
     fn = resolve(name)
     c = DEFAULT_SIZE[0] if in_channels is None else in_channels
@@ -254,60 +253,8 @@ def create(name: str, num_classes: int, in_channels: int | None, input_size: tup
 
 
 def no_dataset(name: str) -> SweepError:
-    from sweep import data
-
+    from sweep.data import datasets as data
     return SweepError(
         f"model {_shown(name)} comes from outside sweep and has no dataset of its own: give --dataset (or "
         f"dataset: in its search space); datasets: {', '.join(data.names())}"
     )
-
-
-def sizes(dataset: str | None, input_size: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    """``create``'s ``num_classes``, ``in_channels`` and ``input_size`` for a dataset known by name
-    (what a model from outside the package is built for before any data is read); else {}.
-
-    ``input_size``: the trial's image side (``--input-size``, ``input_size:`` in a space) in place of the
-    dataset's own. ``data_dir``: for the ``folder`` dataset, whose class count is known only from its
-    files, the folder whose ``train/`` class folders are counted (a folder that cannot be listed keeps
-    the placeholder count; reading the data refuses it later, naming what is wrong)."""
-    from sweep import data
-
-    if dataset not in data.DATASETS:
-        return {}
-    info = data.info(dataset)
-    out: dict[str, Any] = {
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "input_size": info.input_size if input_size is None else (input_size, input_size),
-    }
-    data_dir = data_dir or os.environ.get("SWEEP_DATA_DIR")  # where the folder dataset reads by default
-    if dataset == "folder" and data_dir:
-        from sweep.data_folder import class_names
-
-        classes = class_names(Path(data_dir).expanduser())
-        if classes is not None and len(classes) >= 2:
-            out["num_classes"] = len(classes)
-    return out
-
-
-def input_sides(space: Any, cfg: Any) -> tuple[int | None, ...]:
-    """Every image side a trial of ``cfg`` (under ``space``, a SearchSpace, or None for one trial) may be
-    built for: the resolved ``cfg.input_size`` (the command line's or the space's fixed one), else each
-    choice of a searched ``input_size`` (both ends of an integer range), else None (the dataset's own)."""
-    if cfg.input_size is not None or space is None or "input_size" not in space.search:
-        return (cfg.input_size,)
-    dist = space.search["input_size"]
-    if dist.kind == "categorical":
-        return tuple(sorted({int(v) for v in dist.choices}))
-    return tuple(sorted({int(dist.low), int(dist.high)}))
-
-
-def check_sizes(space: Any, cfg: Any) -> None:
-    """Refuse, before anything is written, a model that cannot be built for (or cannot take) the images
-    its trials get, or a space (``space``, a SearchSpace, or None for one trial) that names a layer the
-    network built for them does not have: every side of ``input_sides``, with the class count of
-    ``cfg``'s dataset (``sweep.space_checks.check_on_data``). A SweepError names the model and the size
-    (``cannot take input 3x16x16``), or the space, the layer and the layers allowed."""
-    from sweep.space_checks import check_on_data
-
-    check_on_data(space, cfg)

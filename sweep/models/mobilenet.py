@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sweep.models.base import Net, no_widths, register_model
+from sweep.models.base import no_widths, register_model
+from sweep.models.net import Net
 
 # (expansion t, channels c, blocks n, stride s of the first block); the paper's table 2 with the
 # 24-channel stage at stride 1 for CIFAR

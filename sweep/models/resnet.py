@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sweep.models.base import Net, no_widths, register_model
+from sweep.models.base import no_widths, register_model
+from sweep.models.net import Net
 
 CIFAR_STAGES = (16, 32, 64)
 

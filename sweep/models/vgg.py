@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from sweep.models.base import ChainNet, flat_features, register_model
+from sweep.models.base import register_model
+from sweep.models.chain import ChainNet, flat_features
 
 VGG13_STAGES = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
 

@@ -1,17 +1,45 @@
 """Neuron groups, sparsity penalties with their proximal operators, and the forward-backward step."""
 
+from sweep.sparsity.compact import (
+    LowRankPair,
+    check_equivalence,
+    compact,
+    factorised_ranks,
+    latency_ms,
+    layer_widths,
+    logits_difference,
+    low_rank_layers,
+    masked,
+    network_cost,
+    timed_runs,
+    torch_threads,
+)
 from sweep.sparsity.groups import NeuronGroups, alive_masks, alive_widths, neuron_groups
-from sweep.sparsity.penalties import PENALTIES, Penalty, make_penalty
-from sweep.sparsity.prox import DeadMask, ProxStep
+from sweep.sparsity.penalties import PENALTIES, Nuclear, Penalty, make_penalty
+from sweep.sparsity.prox import DeadMask, ProxStep, rms_scales
 
 __all__ = [
     "PENALTIES",
     "DeadMask",
+    "LowRankPair",
     "NeuronGroups",
+    "Nuclear",
     "Penalty",
     "ProxStep",
     "alive_masks",
     "alive_widths",
+    "check_equivalence",
+    "compact",
+    "factorised_ranks",
+    "latency_ms",
+    "layer_widths",
+    "logits_difference",
+    "low_rank_layers",
     "make_penalty",
+    "masked",
+    "network_cost",
     "neuron_groups",
+    "rms_scales",
+    "timed_runs",
+    "torch_threads",
 ]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sweep.errors import SweepError
-from sweep.models.base import Net, body_groups
+from sweep.models import Net, body_groups
 from sweep.structure import ChannelGroup
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)

@@ -1,0 +1,175 @@
+"""Typed configuration: one trial (``TrialConfig``), and the search spaces that produce trials."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sweep.errors import SweepError, quote
+
+if TYPE_CHECKING:
+    pass
+from sweep.config.ranges import FIELD_RANGES, OPTIONAL, check_range
+
+PENALTY_NAMES = ("none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear")
+LR_POLICIES = ("constant", "inv", "multistep", "cosine")
+# uniform: every layer's lambda is lam (times its layer_scales entry); rms: also times the layer's typical
+# channel RMS in the network the trial starts from, over the network's (sweep.sparsity.prox.rms_scales)
+LAM_SCALINGS = ("uniform", "rms")
+# auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+INIT_BASELINE = "baseline"  # init: the study's baseline trial's weights (sweep run resolves it)
+
+
+@dataclass
+class TrialConfig:
+    """Everything one training run needs. Plain values only, so it travels through Ray and JSON."""
+
+    model: str
+    dataset: str | None = None  # None: the model's own dataset
+    data_dir: str | None = None
+    subset: int | None = None
+    holdout: int | None = None  # held-out images taken from train for trial selection; None: dataset default
+    input_size: int | None = None  # images resized to this side; None: the dataset's own (folder: 32)
+    penalty: str = "group_lasso"
+    lam: float = 1e-3
+    alpha: float = 0.5  # l1 share of sparse_group_lasso
+    layers: list[str] | None = None  # constrained layers; None: every layer that can lose units
+    layer_scales: dict[str, float] = field(default_factory=dict)  # per-layer multiplier on lam
+    lam_scaling: str = "uniform"  # one of LAM_SCALINGS
+    epochs: int = 10
+    debias_epochs: int = 0  # last epochs: penalty off, dead neurons held at zero by a mask
+    debias_restart: bool = True  # the debias phase starts the learning-rate schedule again
+    warmup_epochs: float = 0.0  # lam ramps linearly from 0 over these epochs
+    batch_size: int = 64
+    random_shift: int = 0  # training images translated by up to this many pixels per axis; 0: off
+    random_flip: bool = False  # training images mirrored left-right, each with probability 1/2
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_policy: str = "constant"
+    lr_gamma: float = 1e-4  # inv: lr * (1 + gamma * iter) ** -power; multistep: factor per milestone
+    lr_power: float = 0.75
+    lr_milestones: list[int] = field(default_factory=list)  # multistep: epochs at which lr *= gamma
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto, bf16, fp16 or fp32: autocast dtype of forward and loss
+    init: str | None = None  # initial weights (sweep.train.weights); None: the model's own initialisation
+    # Share of the loss that matches the outputs of the network ``init`` loaded (the teacher, frozen),
+    # softened by ``distill_temperature``; the rest is cross-entropy on the labels. 0: off.
+    distill: float = 0.0
+    distill_temperature: float = 1.0
+    num_workers: int = 0
+    eval_test: bool = True  # also measure top-1 error on the test split at the end
+    measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
+
+    def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
+        """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
+        ``input_size``, the dataset's (H, W), also that ``random_shift`` is at most half the image side
+        (of ``self.input_size`` when that is set: the images are resized to it).
+        Returns self; SweepError naming the first setting that is wrong, what is allowed and what it got."""
+
+        def bad(key: str, allowed: str, got: Any) -> SweepError:
+            return SweepError(f"{key} must be {allowed}, got {quote(got)}")
+
+        def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise bad(key, f"one of {', '.join(allowed)}", value)
+
+        def flag(key: str, value: Any) -> None:
+            if not isinstance(value, bool):
+                raise bad(key, "true or false", value)
+
+        def text(key: str, value: Any, optional: bool = False) -> None:
+            if not (isinstance(value, str) and value.strip()) and not (optional and value is None):
+                raise bad(key, "a non-empty string" + (" or null" if optional else ""), value)
+
+        one_of("penalty", self.penalty, PENALTY_NAMES)
+        one_of("lr_policy", self.lr_policy, LR_POLICIES)
+        one_of("lam_scaling", self.lam_scaling, LAM_SCALINGS)
+        one_of("precision", self.precision, PRECISIONS)
+        text("model", self.model)
+        text("dataset", self.dataset, optional=True)
+        text("data_dir", self.data_dir, optional=True)
+        text("init", self.init, optional=True)
+        text("device", self.device)
+        for key in ("debias_restart", "random_flip", "eval_test", "measure_latency"):
+            flag(key, getattr(self, key))
+        for key in FIELD_RANGES:
+            value = getattr(self, key)
+            if key not in ("layer_scales", "lr_milestones") and not (key in OPTIONAL and value is None):
+                check_range(key, value)
+        if self.distill > 0 and self.init is None:
+            raise bad("distill", "0 without init (the teacher is the network init loads)", self.distill)
+        if not self.debias_epochs < self.epochs:
+            raise bad("debias_epochs", f"in [0, epochs={self.epochs})", self.debias_epochs)
+        if self.layers is not None and (
+            not isinstance(self.layers, list)
+            or not self.layers
+            or not all(isinstance(name, str) and name for name in self.layers)
+        ):
+            raise bad(
+                "layers",
+                "null (every layer that can lose units) or a non-empty list of layer names",
+                self.layers,
+            )
+        if not isinstance(self.layer_scales, dict):
+            raise bad("layer_scales", "a mapping of layer name to scale", self.layer_scales)
+        for name, scale in self.layer_scales.items():
+            check_range("layer_scales", scale, f"layer_scales.{name}")
+        if not isinstance(self.lr_milestones, list):
+            raise bad("lr_milestones", "a list of epochs", self.lr_milestones)
+        for i, milestone in enumerate(self.lr_milestones):
+            check_range("lr_milestones", milestone, f"lr_milestones[{i}]")
+        if isinstance(self.input_size, int):
+            input_size = (self.input_size, self.input_size)
+        if input_size is not None and self.random_shift > min(input_size) // 2:
+            raise bad(
+                "random_shift",
+                f"an integer in [0, {min(input_size) // 2}] (pixels: at most half the side of the "
+                f"{input_size[0]}x{input_size[1]} images)",
+                self.random_shift,
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SweepError(
+                f"unknown trial setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------------
+# Search spaces: what is fixed, what is searched, what is minimised (read from YAML by sweep.space.load).
+
+OBJECTIVE_NAMES = ("top1_error", "neurons", "params", "flops", "latency_ms")
+DEFAULT_OBJECTIVES = ("top1_error", "neurons")
+# Settings that depend on the machine, not on the study: left out of a study's fingerprint. A precision
+# says how a trial computes (auto differs by machine); each trial records the one it ran with.
+MACHINE_KEYS = ("data_dir", "device", "num_workers", "precision")
+# Settings added after studies were recorded: at their default they are left out of the fingerprint, so
+# such a study's fingerprint still matches.
+LATER_DEFAULTS: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(TrialConfig)
+    if f.name in ("random_flip", "input_size", "distill", "distill_temperature", "lam_scaling")
+}
+# Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
+PENALTY_KEYS = (
+    "lam",
+    "alpha",
+    "layers",
+    "lam_scaling",
+    "debias_fraction",
+    "warmup_epochs",
+    "distill",
+    "distill_temperature",
+)

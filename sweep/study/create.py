@@ -1,0 +1,458 @@
+"""The Optuna study in its RDB storage: where it lives, what it is called, what each trial records.
+
+One study per (search space, budget): it records the space's fingerprint, the sweep settings and the
+objective names in its user attributes, and every finished trial carries DESIGN.md's user attributes
+(widths, sizes, epochs, early_stopped, checkpoint, config, dataset, seed, versions). A driver that dies
+leaves its trials RUNNING; ``reconcile`` (in ``sweep.study.drivers``, with the driver identities and
+heartbeats) marks them FAIL with the reason, so a resumed sweep neither counts nor repeats them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep._version import __version__
+from sweep.errors import SweepError, first_line, quote
+from sweep.study.checks import check_storage_for_writing, check_study_matches
+from sweep.study.drivers import (  # noqa: F401 (driver_alive, driver_identity, reconcile: re-exported)
+    HEARTBEAT_GRACE_S,
+    HEARTBEAT_INTERVAL_S,
+    driver_alive,
+    driver_identity,
+    reconcile,
+)
+from sweep.study.records import check_objectives
+
+if TYPE_CHECKING:
+    from sweep.space import SearchSpace
+
+STORAGE_ENV = "SWEEP_STORAGE"
+DEFAULT_STORAGE = "sqlite:///sweep.db"
+SQLITE_BUSY_TIMEOUT_S = 60.0  # a writer waits this long for another writer instead of failing
+CONNECT_TIMEOUT_S = 10
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+# Trial user attributes every finished trial carries (DESIGN.md), besides extras such as history.
+TRIAL_ATTRS = (
+    "widths",
+    "widths_full",
+    "params",
+    "params_full",
+    "flops",
+    "flops_full",
+    "memory_mb",
+    "epochs",
+    "early_stopped",
+    "checkpoint",
+    "config",
+    "dataset",
+    "seed",
+    "versions",
+)
+GRID_POINTS = 5  # lambda values per penalty for --sampler grid
+BASELINE_ATTR = "sweep_baseline"  # user attribute that marks a study's unconstrained baseline trial
+
+
+# ------------------------------------------------------------------------------------------ storage
+
+
+def resolve_storage(url: str | None) -> str:
+    """The storage URL: ``url``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweep.db`` in the working
+    directory. A relative SQLite path is made absolute, so every process means the same file."""
+    url = url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SweepError(
+            f"storage must be a database URL like {DEFAULT_STORAGE} or "
+            f"postgresql://USER:PASSWORD@HOST:PORT/DB, got {url!r}"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        if not path.is_absolute():
+            return parsed.set(database=str(Path.cwd() / path)).render_as_string(hide_password=False)
+    return url
+
+
+def display_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open the study database. SQLite runs in WAL mode with a busy timeout, so a dashboard reading it
+    never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL,
+    a read-only file and another program's database (tables that are not Optuna's) are a one-line
+    SweepError and nothing is written; with ``create=False`` a missing SQLite file is an error instead
+    of a new empty database."""
+    url = given = resolve_storage(url)
+    shown = display_url(url)
+    parsed = sqlalchemy.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise SweepError(f"storage {shown} is in memory; a sweep needs a file, e.g. {DEFAULT_STORAGE}")
+        path = Path(database)
+        if not path.parent.is_dir():
+            raise SweepError(f"cannot open storage {shown}: folder {path.parent} does not exist")
+        if not create and not path.is_file():
+            raise SweepError(
+                f"no study database at {path} (storage {shown}); run a sweep first or pass --storage"
+            )
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    # Heartbeats: a live sweep driver records one for each of its trials, so that any other driver can
+    # tell its RUNNING trials from those of a driver that is gone (sweep.study.drivers.reconcile).
+    heartbeat = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S}
+    check_storage_for_writing(given)  # read-only: before any table is created or WAL mode set
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        if backend == "sqlite":
+            with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
+        raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from None
+    return storage
+
+
+# ------------------------------------------------------------------------------------------- studies
+
+
+def default_study_name(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}"
+
+
+def check_study_name(name: str) -> str:
+    if not STUDY_NAME.match(name):
+        raise SweepError(
+            f"study name must be 1-128 letters, digits, '.', '_', '+' or '-' (starting with a letter or "
+            f"digit), got {quote(name, 60)}" + (f" ({len(name)} characters)" if len(name) > 128 else "")
+        )
+    return name
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Load a study that must exist; the error lists the studies there are."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = ", ".join(study_names(storage)) or "none"
+        raise SweepError(f"no study {quote(name)} in this database; studies there: {known}") from None
+
+
+@dataclass
+class OpenedStudy:
+    study: optuna.Study
+    created: bool
+    differences: list[str] = field(default_factory=list)  # search-space changes accepted by --resume
+
+
+def create_or_resume(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    fingerprint: dict[str, Any],
+    settings: dict[str, Any],
+    resume: bool,
+) -> OpenedStudy:
+    """Create the study, or open the existing one of that name.
+
+    A new study records its fingerprint, objectives and settings. An existing one must have been made
+    by ``sweep run`` from the same fingerprint; otherwise the error lists what differs, unless ``resume``
+    (the model, dataset, objectives and directions must still match: ``sweep.study.checks``). ``resume``
+    of a study that does not exist is an error, and creates nothing."""
+    from sweep.space import fingerprint_digest
+
+    objectives = list(fingerprint["objectives"])
+    shown = display_url(storage.url)
+    if name not in study_names(storage):
+        if resume:
+            known = ", ".join(study_names(storage)) or "none"
+            raise SweepError(f"--resume: no study {name!r} in {shown}; studies there: {known}")
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=name, directions=["minimize"] * len(objectives)
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
+            return create_or_resume(storage, name, fingerprint, settings, resume)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(objectives)
+        for key, value in {
+            "objectives": objectives,
+            "fingerprint": fingerprint,
+            "fingerprint_digest": fingerprint_digest(fingerprint),
+            "settings": settings,
+            "created": _now(),
+            "sweep_version": __version__,
+        }.items():
+            study.set_user_attr(key, value)
+        return OpenedStudy(study, created=True)
+    study = optuna.load_study(study_name=name, storage=storage)
+    differences = check_study_matches(
+        name, shown, study.user_attrs, study.metric_names, study.directions, fingerprint, resume
+    )
+    return OpenedStudy(study, created=False, differences=differences)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------ trial records
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (Optuna stores user attributes as JSON); NaN/inf become None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return jsonable(value.item())
+    return str(value)
+
+
+def is_baseline(trial: FrozenTrial | optuna.Trial) -> bool:
+    """Whether ``trial`` is the study's unconstrained baseline: enqueued with the ``sweep_baseline``
+    mark (it samples no penalty), or, in a study begun before that mark, one that took penalty none."""
+    return bool(trial.user_attrs.get(BASELINE_ATTR)) or trial.params.get("penalty") == "none"
+
+
+def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
+    """A trial's searched settings: its Optuna parameters, plus ``penalty: none`` for the baseline."""
+    return {**trial.params, "penalty": "none"} if is_baseline(trial) else dict(trial.params)
+
+
+def finished_trial_attrs(
+    metrics: dict[str, Any], checkpoint: str | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The user attributes of a finished trial from its last reported metrics. Training's final report
+    (``done: True``) carries them all; a trial stopped early by the scheduler gets them from its last
+    epoch, with ``early_stopped: True`` and ``epochs`` = the epochs it trained."""
+    attrs = {k: v for k, v in metrics.items() if k != "done"}
+    done = bool(metrics.get("done"))
+    attrs["early_stopped"] = not done
+    if not done or "epochs" not in attrs:
+        attrs["epochs"] = metrics.get("epoch")
+    attrs["checkpoint"] = checkpoint
+    attrs.update(extra or {})
+    return jsonable(attrs)
+
+
+def write_trial_attrs(storage: optuna.storages.BaseStorage, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Write user attributes onto a trial that is still RUNNING (finished trials are read-only)."""
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, jsonable(value))
+
+
+def fail_trial(
+    storage: optuna.storages.BaseStorage, trial_id: int, reason: str, attrs: dict | None = None
+) -> None:
+    write_trial_attrs(storage, trial_id, {**(attrs or {}), "fail_reason": reason})
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def tpe_startup_trials(trials: int) -> int:
+    """Random trials before TPE models: a quarter of a small sweep, 3 to 10 (Optuna's fixed 10 would
+    leave a 12-trial sweep almost all random)."""
+    return max(3, min(10, trials // 4))
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # group: lambda, alpha, ... exist only for some penalties (a conditional space)
+            startup = tpe_startup_trials(trials)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=True
+            )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+    if name in ("random", "grid"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SweepError(f"sampler must be one of nsga2, tpe, random, grid, got {name!r}")
+
+
+def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
+    """--sampler grid: the baseline, then every penalty at GRID_POINTS lambda values (other settings
+    stay at their fixed values)."""
+    points = [{"penalty": "none"}]
+    lam = space.search.get("lam")
+    for penalty in space.search["penalty"].choices:
+        if penalty == "none":
+            continue
+        if lam is None:
+            points.append({"penalty": penalty})
+        else:
+            points.extend({"penalty": penalty, "lam": v} for v in lam.grid(GRID_POINTS))
+    return points
+
+
+def enqueue_missing(study: optuna.Study, points: list[dict[str, Any]], limit: int | None = None) -> int:
+    """Enqueue each point unless a trial with those parameters is complete, running or waiting, so that
+    at most ``limit`` trials wait in the queue (the trials this run will ask for). A point with
+    ``penalty: none`` is the baseline: enqueued without the penalty and marked ``sweep_baseline``, and
+    only while no baseline is live, so a study holds one however often it is resumed."""
+    live = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    )
+    seen = []
+    for t in live:
+        settings = dict(t.system_attrs.get("fixed_params", t.params))
+        if t.user_attrs.get(BASELINE_ATTR):
+            settings["penalty"] = "none"
+        elif t.state == TrialState.WAITING and settings.get("penalty") == "none":  # enqueued before the mark
+            study._storage.set_trial_user_attr(t._trial_id, BASELINE_ATTR, True)
+        seen.append(settings)
+    room = None if limit is None else limit - sum(t.state == TrialState.WAITING for t in live)
+    added = 0
+    for point in points:
+        if room is not None and added >= room:
+            break
+        if point.get("penalty") == "none":  # the baseline: one per study, whatever else it fixes
+            if any(p.get("penalty") == "none" for p in seen):
+                continue
+            rest = {k: v for k, v in point.items() if k != "penalty"}
+            study.enqueue_trial(rest, user_attrs={BASELINE_ATTR: True})
+        elif any(all(p.get(k) == v for k, v in point.items()) for p in seen):
+            continue
+        else:
+            study.enqueue_trial(point)
+        seen.append(point)
+        added += 1
+    return added
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+@dataclass
+class StudyCounts:
+    complete: int = 0
+    early_stopped: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @classmethod
+    def of(cls, trials: Sequence[FrozenTrial]) -> StudyCounts:
+        out = cls()
+        for t in trials:
+            if t.state == TrialState.COMPLETE and t.user_attrs.get("early_stopped"):
+                out.early_stopped += 1
+            elif t.state == TrialState.COMPLETE:
+                out.complete += 1
+            elif t.state == TrialState.PRUNED:
+                out.early_stopped += 1
+            elif t.state == TrialState.FAIL:
+                out.failed += 1
+            elif t.state == TrialState.RUNNING:
+                out.running += 1
+            elif t.state == TrialState.WAITING:
+                out.waiting += 1
+        return out
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    """The study's objective names in value order (a malformed ``objectives`` attribute is passed over)."""
+    count = len(study.directions)
+    default = [f"value{i}" for i in range(count)]
+    return check_objectives(study.user_attrs, study.metric_names, count, default)[0]
+
+
+
+def _counts_line(counts: StudyCounts) -> str:
+    parts = [
+        f"{counts.complete} complete",
+        f"{counts.early_stopped} early-stopped",
+        f"{counts.failed} failed",
+    ]
+    if counts.running:
+        parts.append(f"{counts.running} running")
+    if counts.waiting:
+        parts.append(f"{counts.waiting} waiting")
+    return ", ".join(parts)
+
+
+def counts_line(study: optuna.Study) -> str:
+    return _counts_line(StudyCounts.of(study.get_trials(deepcopy=False)))
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    penalty = params.get("penalty", "?")
+    if penalty == "none":
+        return "none (baseline)"
+    lam = params.get("lam")
+    return f"{penalty} lam {lam:.2e}" if isinstance(lam, float) else str(penalty)
+
+
+NO_USABLE = "no usable network"  # the summary's line when no trial left a network worth exporting
+
+
+def summary_lines(study: optuna.Study, shown_url: str) -> list[str]:
+    """The closing summary of a sweep: counts, the most accurate and the smallest fully trained trials,
+    where the study is and how to look at it."""
+    trials = study.get_trials(deepcopy=False)
+    lines = [f"study {study.study_name}: {_counts_line(StudyCounts.of(trials))}"]
+    names = objective_names(study)
+    full = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and not t.user_attrs.get("early_stopped")
+        and not t.user_attrs.get("empty_layers")
+    ]
+    if not full:
+        lines.append(f"{NO_USABLE}: every trial failed, was stopped early or emptied a layer")
+
+    def point(t: FrozenTrial) -> str:
+        shown = [
+            f"{v:.2f}% error" if n == "top1_error" else f"{v:,.0f} {n}"
+            for n, v in zip(names, t.values, strict=False)
+        ]
+        return f"trial {t.number} ({describe_params(trial_params(t))}): {', '.join(shown)}"
+
+    for label, objective in (("best error", "top1_error"), ("fewest neurons", "neurons")):
+        if full and objective in names:
+            i = names.index(objective)
+            lines.append(f"{label}: {point(min(full, key=lambda t: (t.values[i], t.values)))}")
+    lines.append(f"study {study.study_name} is in {shown_url}")
+    lines.append(f"dashboard: python -m sweep dashboard {study.study_name} --storage {shown_url}")
+    return lines
