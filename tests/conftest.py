@@ -36,6 +36,15 @@ def mnist_like_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def write_tiny_mnist(data_dir: Path, train: int = 160, test: int = 40) -> Path:
+    """An MNIST-like dataset in the real IDX files under ``data_dir/mnist``; returns ``data_dir``."""
+    for prefix, n, seed in (("train", train, 0), ("t10k", test, 1)):
+        images, labels = mnist_like_arrays(n, seed)
+        write_idx(data_dir / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(data_dir / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return data_dir
+
+
 def write_mnist_like(root: Path, n_train: int, n_test: int = 60) -> Path:
     """``root/mnist/``: the four IDX .gz files of a small learnable MNIST-like set; returns ``root``."""
     for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from conftest import mnist_like_arrays, write_idx, write_mnist_like
+from conftest import write_mnist_like, write_tiny_mnist
 from optuna.trial import TrialState
 from sample_study import STUDY, make_study
 from test_export import record, train
@@ -108,10 +108,7 @@ def test_sigterm_outside_tune_is_a_keyboard_interrupt_and_the_handler_is_put_bac
 def export_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A study with one trained LeNet trial (group lasso on fc1) and its checkpoint."""
     root = tmp_path_factory.mktemp("signals-export")
-    for prefix, n, seed in (("train", 160, 0), ("t10k", 40, 1)):
-        images, labels = mnist_like_arrays(n, seed)
-        write_idx(root / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    write_tiny_mnist(root / "data")
     base = {"model": "lenet", "data_dir": str(root / "data"), "epochs": 1, "batch_size": 32, "holdout": 20}
     trained = train(
         TrialConfig(penalty="group_lasso", lam=0.05, layers=["fc1"], **base), root / "runs" / "t0"

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from conftest import mnist_like_arrays, write_idx
+from conftest import write_tiny_mnist
 from optuna.trial import create_trial
 
 import sweep
@@ -111,10 +111,7 @@ def test_an_own_network_loads_with_its_factory_or_with_trust(tmp_path: Path) -> 
 def lenet_trial(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One trained LeNet trial (a small MNIST-like set, one epoch) recorded in a study."""
     root = tmp_path_factory.mktemp("trust")
-    for prefix, n, seed in (("train", 160, 0), ("t10k", 40, 1)):
-        images, labels = mnist_like_arrays(n, seed)
-        write_idx(root / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    write_tiny_mnist(root / "data")
     cfg = TrialConfig(
         model="lenet", data_dir=str(root / "data"), epochs=1, batch_size=32, holdout=20, penalty="none"
     )
