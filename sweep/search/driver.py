@@ -262,6 +262,7 @@ def _prepare(cfg: TrialConfig) -> None:
 def _check_data(cfg: TrialConfig) -> None:
     """Fail before Ray starts when the dataset is missing (loading it also downloads where allowed)."""
     from sweep.data import datasets as data
+
     if cfg.dataset not in data.available_offline(cfg.data_dir):
         data.load(
             cfg.dataset,
@@ -297,7 +298,8 @@ def _fit(
         points = [space.baseline()]
     else:
         points = grid_points(space) if plan.sampler == "grid" else [space.baseline(), *space.start]
-    with study_lock(rdb, study._study_id):  # other drivers of the study wait (sweep.study.drivers)
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    with study_lock(rdb, study_id):  # other drivers of the study wait (sweep.study.drivers)
         enqueue_missing(study, points, limit=n_trials)
         runs = count_run(study)
     # The seed moves on with the study, so a resumed random sampler does not repeat the first run's draws,
@@ -337,7 +339,7 @@ def _fit(
         study_name=plan.name,
     )
     search.config_attrs = lambda params: _config_attrs(plan, params)
-    search.share_study(rdb, study._study_id, until)
+    search.share_study(rdb, study_id, until)
     limit = min(plan.concurrency or capacity(plan.cpus_per_trial, plan.gpus_per_trial), n_trials)
     epochs = plan.base.epochs
     trial_scheduler = (

@@ -38,7 +38,7 @@ class SweepPlan:
     max_failures: int = 0  # times Ray runs a failed trial again (--max-failures)
     baseline_only: bool = False  # run only the study's baseline (the first phase of init: baseline)
     ray_session: str | None = None  # the Ray session this driver started itself, if it did
-    worker_env: dict[str, str] | None = None  # the environment of a Ray started here (sweep.search.cluster.workers)
+    worker_env: dict[str, str] | None = None  # the environment of a Ray started here (cluster.workers)
 
 
 def plan_sweep(

@@ -1,13 +1,16 @@
 """Ray Tune's side of the study record: ``StudySearch`` (the searcher) and ``SweepProgress`` (a callback).
 
-Ray's ``OptunaSearch`` asks the study for each trial (define-by-run) and tells it the objective values
-when Ray reports the trial complete. ``StudySearch`` extends it in that one place: before telling, it
-writes the trial's user attributes (from the last result, which carries training's full metrics as JSON
-under ``RECORD``) onto the same Optuna trial, because a finished trial is read-only. Ray calls the
-searcher's ``on_trial_complete`` after the trial's last checkpoint has been persisted (``on_checkpoint``
-comes first), so the recorded ``checkpoint`` is the final one. A trial that raises (NaN loss) reaches the
-searcher without its reason; the reason arrives a moment later through the ``on_trial_error`` callback,
-so the searcher defers the FAIL until then.
+``StudySearch`` is a Tune ``Searcher`` of sweep's own over Optuna's public ask-and-tell API: for each
+trial Tune wants, it asks the study for a trial (``study.ask``; an enqueued one, such as the baseline,
+comes first), lets the search space suggest its settings on it (define-by-run), and when Tune reports the
+trial complete it writes the trial's user attributes (from the last result, which carries training's full
+metrics as JSON under ``RECORD``) onto that Optuna trial, then tells the study the objective values
+(``study.tell``), because a finished trial is read-only. Ray calls the searcher's ``on_trial_complete``
+after the trial's last checkpoint has been persisted (``on_checkpoint`` comes first), so the recorded
+``checkpoint`` is the final one. A trial that raises (NaN loss) reaches the searcher without its reason;
+the reason arrives a moment later through the ``on_trial_error`` callback, so the searcher defers the
+FAIL until then. The study database is the searcher's whole state: nothing is saved with Tune's
+experiment, and a resumed sweep opens the study again.
 
 Several drivers may share one study: ``suggest`` asks the study for a trial while holding the study's
 cross-driver lock (``sweep.study.drivers.study_lock``), after checking that the study does not already
@@ -34,7 +37,6 @@ from optuna.trial import TrialState
 from sweep.errors import first_line
 from sweep.study import (
     describe_params,
-    fail_trial,
     finished_trial_attrs,
     study_lock,
     trial_params,
@@ -48,14 +50,34 @@ EMPTY_LAYERS = "empty_layers"  # the trial's constraint: layers left without a n
 
 
 def searcher_class():
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search import Searcher
 
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that writes each trial's user attributes (and a failure's reason) into the study
-        before it tells the trial's outcome."""
+    class StudySearch(Searcher):
+        """A Tune searcher over the Optuna study ``study_name`` in ``storage``: ``space(trial)`` suggests a
+        trial's settings on an asked Optuna trial and returns its config; ``metric`` are the objectives
+        (each minimised, in the study's order); ``sampler`` proposes. Writes each trial's user attributes
+        (and a failure's reason) into the study before it tells the trial's outcome."""
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+        def __init__(
+            self,
+            space: Callable[[optuna.Trial], dict[str, Any]],
+            metric: list[str],
+            mode: list[str],
+            sampler: optuna.samplers.BaseSampler,
+            storage: optuna.storages.BaseStorage,
+            study_name: str,
+        ) -> None:
+            super().__init__(metric=metric, mode=mode)
+            self.space = space
+            self.storage = storage
+            # The pruner Ray's OptunaSearch used: Tune's scheduler, not Optuna, stops trials early.
+            self.study = optuna.load_study(
+                study_name=study_name, storage=storage, sampler=sampler, pruner=optuna.pruners.NopPruner()
+            )
+            self.study_id = storage.get_study_id_from_name(study_name)
+            self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> the Optuna trial it runs
+            self.trial_ids: dict[str, int] = {}  # Ray trial id -> the Optuna trial's id in the storage
+            self.completed: set[str] = set()  # Ray trial ids whose outcome reached this searcher
             self.checkpoints: dict[str, str] = {}  # Ray trial id -> last persisted checkpoint file
             self.outcomes: dict[str, dict[str, Any]] = {}  # Ray trial id -> what the progress line says
             self.pending_failures: dict[str, Any] = {}  # Ray trial id -> Optuna trial awaiting its reason
@@ -74,42 +96,64 @@ def searcher_class():
                 holds = (TrialState.COMPLETE, TrialState.RUNNING)
                 self.study_full = lambda: len(storage.get_all_trials(study_id, False, holds)) >= until
 
+        def number_of(self, trial_id: str) -> int | None:
+            """The Optuna trial number of Ray's trial ``trial_id`` (None for a trial this searcher never
+            asked for)."""
+            trial = self.trials.get(trial_id)
+            return None if trial is None else trial.number
+
         def suggest(self, trial_id: str) -> dict | str | None:
             """Ask the study for a trial under the study's lock, unless it holds enough already."""
-            from ray.tune.search import Searcher
-
-            if trial_id in self._ot_trials:
-                return super().suggest(trial_id)
+            if trial_id in self.trials:
+                return self._config(self.trials[trial_id])
             with self.lock():
                 if self.study_full():
                     return Searcher.FINISHED
-                params = super().suggest(trial_id)
+                trial = self.study.ask()
+                self.trial_ids[trial_id] = self.storage.get_trial_id_from_study_id_trial_number(
+                    self.study_id, trial.number
+                )
+                self.trials[trial_id] = trial
+                config = self._config(trial)
                 if self.heartbeat is not None:
-                    self.heartbeat.beat(self._ot_trials[trial_id]._trial_id)
-            return params
+                    self.heartbeat.beat(self.trial_ids[trial_id])
+            return config
+
+        def _config(self, trial: optuna.Trial) -> dict[str, Any]:
+            """Define-by-run: the space suggests on ``trial``; Tune gets every suggested parameter plus
+            what the space returned (the baseline's constant penalty, the trial number), nested at
+            ``/`` in a name as Ray's OptunaSearch nested it."""
+            returned = self.space(trial)
+            if returned is not None and not isinstance(returned, dict):
+                raise TypeError(f"the define-by-run space must return a dict or None, got {type(returned)}")
+            return _unflatten({**trial.params, **(returned or {})})
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            """Nothing: the objectives come as a list, for which Ray's OptunaSearch reported no
+            intermediate values either (Optuna takes none for several objectives); the trial's node is
+            written by the progress callback, and Tune's scheduler, not Optuna, stops trials early."""
 
         def live_trial_ids(self) -> list[int]:
             """Optuna trial ids of this driver's trials that are not finished yet (for the heartbeat)."""
             return [
-                ot._trial_id
-                for tid, ot in list(self._ot_trials.items())
-                if tid not in self._completed_trials or tid in self.pending_failures
+                optuna_id
+                for tid, optuna_id in list(self.trial_ids.items())
+                if tid not in self.completed or tid in self.pending_failures
             ]
 
         def note_node(self, trial_id: str, node: Any) -> None:
             """Record where the trial runs as soon as a result says so (again after a retry elsewhere)."""
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None or not node or self.nodes.get(trial_id) == node:
+            if trial_id not in self.trials or not node or self.nodes.get(trial_id) == node:
                 return
             self.nodes[trial_id] = node
-            if trial_id not in self._completed_trials:
+            if trial_id not in self.completed:
                 with contextlib.suppress(RuntimeError):  # finished meanwhile
-                    write_trial_attrs(self._ot_study._storage, ot_trial._trial_id, {"node": node})
+                    write_trial_attrs(self.storage, self.trial_ids[trial_id], {"node": node})
 
         def note_retry(self, trial_id: str, reason: str) -> int | None:
             """Ray lost the trial's worker and runs it again: keep the reason and the node it was on."""
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None:
+            trial = self.trials.get(trial_id)
+            if trial is None:
                 return None
             failures = [
                 *self.worker_failures.get(trial_id, []),
@@ -117,8 +161,8 @@ def searcher_class():
             ]
             self.worker_failures[trial_id] = failures
             with contextlib.suppress(RuntimeError):
-                write_trial_attrs(self._ot_study._storage, ot_trial._trial_id, {"worker_failures": failures})
-            return ot_trial.number
+                write_trial_attrs(self.storage, self.trial_ids[trial_id], {"worker_failures": failures})
+            return trial.number
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             try:
@@ -126,24 +170,23 @@ def searcher_class():
             except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
                 # Left RUNNING in the study (it cannot be written now); the sweep stops on this outcome
                 # and a --resume marks the trial FAIL.
-                number = self._ot_trials[trial_id].number
+                number = self.trials[trial_id].number
                 reason = f"{DATABASE_WRITE_FAILED} ({first_line(err)})"
                 self.outcomes[trial_id] = {"number": number, "state": "FAIL", "reason": reason}
 
         def _record(self, trial_id: str, result: dict | None, error: bool) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None or trial_id in self._completed_trials:
+            trial = self.trials.get(trial_id)
+            if trial is None or trial_id in self.completed:
                 return
-            self._completed_trials.add(trial_id)
+            self.completed.add(trial_id)
             if error:
-                self.pending_failures[trial_id] = ot_trial
+                self.pending_failures[trial_id] = trial
                 return
-            storage = self._ot_study._storage
             record = _record_of(result)
             if record is None:
                 reason = "the trial stopped before reporting any epoch"
-                fail_trial(storage, ot_trial._trial_id, reason, self.config_attrs(trial_params(ot_trial)))
-                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL"}
+                self._fail(trial_id, reason, self.config_attrs(trial_params(trial)))
+                self.outcomes[trial_id] = {"number": trial.number, "state": "FAIL"}
                 return
             extra = {"ray_trial_id": trial_id}
             if "train_seconds" not in record and result and result.get("time_total_s") is not None:
@@ -153,58 +196,77 @@ def searcher_class():
             bad = [n for n, v in zip(self.metric, values, strict=True) if not _finite(v)]
             if bad:
                 reason = f"objective(s) {', '.join(bad)} not reported as finite numbers"
-                fail_trial(storage, ot_trial._trial_id, reason, attrs)
-                self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
+                self._fail(trial_id, reason, attrs)
+                self.outcomes[trial_id] = {"number": trial.number, "state": "FAIL", "reason": reason}
                 return
-            write_trial_attrs(storage, ot_trial._trial_id, attrs)
+            write_trial_attrs(self.storage, self.trial_ids[trial_id], attrs)
             # A network with an emptied layer is no network (about 90% error at almost no neurons): as a
             # plain point it sits on the front's small end and draws the sampler towards more of them.
             # As an infeasible trial (Optuna's constraints), TPE and NSGA-II count it among the bad ones.
-            ot_trial.set_constraint(EMPTY_LAYERS, float(len(record.get("empty_layers") or [])))
-            self._ot_study.tell(ot_trial, [float(v) for v in values], state=TrialState.COMPLETE)
+            trial.set_constraint(EMPTY_LAYERS, float(len(record.get("empty_layers") or [])))
+            self.study.tell(trial, [float(v) for v in values], state=TrialState.COMPLETE)
             self.outcomes[trial_id] = {
-                "number": ot_trial.number,
+                "number": trial.number,
                 "state": "COMPLETE",
                 "early_stopped": attrs["early_stopped"],
                 "values": dict(zip(self.metric, values, strict=True)),
                 "epochs": attrs.get("epochs"),
-                "params": trial_params(ot_trial),
+                "params": trial_params(trial),
                 "seconds": attrs.get("train_seconds"),
             }
+
+        def _fail(self, trial_id: str, reason: str, attrs: dict[str, Any]) -> None:
+            """Write the trial's attributes and ``fail_reason``, then tell the study it failed."""
+            write_trial_attrs(self.storage, self.trial_ids[trial_id], {**attrs, "fail_reason": reason})
+            self.study.tell(self.trials[trial_id], state=TrialState.FAIL)
 
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: the study database is this searcher's state, and a resumed sweep reopens
             the study rather than unpickling Ray's copy (which cannot hold the define-by-run closure)."""
 
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore (see ``save``): the study is opened again by the next ``sweep run``."""
+
         def fail_pending(self, trial_id: str, reason: str) -> int | None:
-            ot_trial = self.pending_failures.pop(trial_id, None)
-            if ot_trial is None:
+            trial = self.pending_failures.pop(trial_id, None)
+            if trial is None:
                 return None
-            attrs = {"ray_trial_id": trial_id, **self.config_attrs(trial_params(ot_trial))}
-            fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
-            self.outcomes[trial_id] = {"number": ot_trial.number, "state": "FAIL", "reason": reason}
-            return ot_trial.number
+            attrs = {"ray_trial_id": trial_id, **self.config_attrs(trial_params(trial))}
+            self._fail(trial_id, reason, attrs)
+            self.outcomes[trial_id] = {"number": trial.number, "state": "FAIL", "reason": reason}
+            return trial.number
 
         def fail_unfinished(self, reason: str) -> list[int]:
             """After the run: FAIL every trial this searcher asked for that was never told (interrupted)."""
             numbers = []
-            for trial_id, ot_trial in self._ot_trials.items():
+            for trial_id, trial in list(self.trials.items()):
                 if trial_id in self.pending_failures:
                     self.fail_pending(trial_id, "the trial raised an error (see its error.txt)")
-                elif trial_id not in self._completed_trials:
-                    state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+                elif trial_id not in self.completed:
+                    state = self.storage.get_trial(self.trial_ids[trial_id]).state
                     if state == TrialState.RUNNING:
-                        attrs = self.config_attrs(trial_params(ot_trial))
-                        fail_trial(self._ot_study._storage, ot_trial._trial_id, reason, attrs)
+                        self._fail(trial_id, reason, self.config_attrs(trial_params(trial)))
                         self.outcomes[trial_id] = {
-                            "number": ot_trial.number,
+                            "number": trial.number,
                             "state": "FAIL",
                             "reason": reason,
                         }
-                        numbers.append(ot_trial.number)
+                        numbers.append(trial.number)
             return numbers
 
     return StudySearch
+
+
+def _unflatten(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"a/b": 1}`` -> ``{"a": {"b": 1}}``: the config Ray's OptunaSearch gave Tune for the same params."""
+    config: dict[str, Any] = {}
+    for key, value in params.items():
+        *path, last = key.split("/") if isinstance(key, str) else [key]
+        node = config
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return config
 
 
 def root_cause_line(traceback_text: str) -> str:
@@ -284,10 +346,10 @@ def progress_class():
                 return
             record = _record_of(result) or {}
             self.search.note_node(trial.trial_id, record.get("node"))
-            ot_trial = self.search._ot_trials.get(trial.trial_id)
+            number = self.search.number_of(trial.trial_id)
             running = sum(t.status == "RUNNING" for t in trials)
             self.emit(
-                f"  trial {_num(getattr(ot_trial, 'number', None))} epoch {int(result['epoch'])}: held-out "
+                f"  trial {_num(number)} epoch {int(result['epoch'])}: held-out "
                 f"error {result['top1_error']:.2f}%, neurons {int(result.get('neurons', 0))} "
                 f"({running} running, {self.done}/{self.total} done)"
             )

@@ -87,7 +87,13 @@ def _check_data(check: Callable[[Any], None], cfg: Any, emit: Callable[[str], No
 
 
 def fit_on_cluster(
-    fit: Callable[..., Any], plan: Any, rdb: Any, n_trials: int, seed: int, fault: list[str], until: int | None
+    fit: Callable[..., Any],
+    plan: Any,
+    rdb: Any,
+    n_trials: int,
+    seed: int,
+    fault: list[str],
+    until: int | None,
 ) -> Any:
     """``fit`` (the driver's Tune run) run on the cluster; returns its outcomes, and adds the fault that
     stopped it, if any, to ``fault``."""

@@ -13,8 +13,9 @@ Ray started; when that already holds every one of those variables with Tune's va
 variables, an already warm process. When it does not (a variable set after Ray started, a Ray whose Tune
 asks for something else), Tune's own registration stands and only the head start is lost.
 
-The one reach into Ray's private modules (``ray.tune.execution.class_cache``) is here, and
-tests/test_ray_workers.py checks that it still fits the installed Ray.
+The reaches into Ray's private parts (``ray.init``'s ``_system_config``, Tune's
+``ray.tune.execution.class_cache``) go through ``sweep.search._ray``; tests/test_search_ray.py and
+tests/test_ray_workers.py check that they still fit the installed Ray.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from sweep.search import _ray
 
 # What a trial's worker imports before training: Tune's function trainable (it wraps ours) and sweep.train.trial,
 # which brings torch, numpy and the models.
@@ -37,16 +40,17 @@ def local_start_options() -> dict[str, Any]:
     Also puts Tune's default trial variables into this process's environment, which Ray's processes copy."""
     for name, value in TUNE_DEFAULT_ENV.items():
         os.environ.setdefault(name, value)
-    return {"_system_config": {"preload_python_modules": list(PRELOAD)}}
+    return _ray.preload_option(PRELOAD)
 
 
-def tune_trial_env() -> dict[str, str]:
-    """The ``env_vars`` Tune would give each trial actor's runtime environment, from this process now."""
-    from ray.tune.execution import class_cache
-
-    env = dict(class_cache.DEFAULT_ENV_VARS)
-    env.update({name: os.environ[name] for name in class_cache.ENV_VARS_TO_PROPAGATE if name in os.environ})
-    return env
+def tune_trial_env() -> dict[str, str] | None:
+    """The ``env_vars`` Tune would give each trial actor's runtime environment, from this process now
+    (None when the installed Tune no longer says)."""
+    tune_env = _ray.tune_trial_env()
+    if tune_env is None:
+        return None
+    defaults, names = tune_env
+    return {**defaults, **{name: os.environ[name] for name in names if name in os.environ}}
 
 
 @contextlib.contextmanager
@@ -57,27 +61,12 @@ def trials_in_prestarted_workers(inherited: Mapping[str, str] | None) -> Iterato
     if inherited is None:
         yield False
         return
-    import ray
-    from ray.tune.execution import class_cache
-
-    cache_type = getattr(class_cache, "_ActorClassCache", None)
     wanted = tune_trial_env()
-    if cache_type is None or any(inherited.get(name) != value for name, value in wanted.items()):
+    if wanted is None or any(inherited.get(name) != value for name, value in wanted.items()):
         yield False
         return
-    tune_get = cache_type.get
-
-    def get(self: Any, trainable_cls: type) -> Any:
-        cache = self._cache
-        if trainable_cls not in cache:
-            cache[trainable_cls] = ray.remote(trainable_cls)
-        return cache[trainable_cls]
-
-    cache_type.get = get
-    try:
-        yield True
-    finally:
-        cache_type.get = tune_get
+    with _ray.actors_without_runtime_env() as shortcut:
+        yield shortcut
 
 
 def match_ray_threads() -> None:
