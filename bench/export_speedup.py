@@ -16,8 +16,9 @@ import argparse
 import torch
 
 from sweep import models
+from sweep.measure import latency_ms, measure
 from sweep.models import ChainNet
-from sweep.sparsity import check_equivalence, compact, latency_ms, masked, network_cost
+from sweep.sparsity import check_equivalence, compact, masked
 
 
 def main() -> None:
@@ -40,12 +41,12 @@ def main() -> None:
     small = compact(dense) if isinstance(dense, ChainNet) else dense.pruned(keep)
     check_equivalence(dense, small, torch.randn(8, *dense.input_size))
 
-    before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
-    flop_ratio = before["flops"] / after["flops"]
+    before, after = measure(dense, dense.input_size), measure(small, small.input_size)
+    flop_ratio = before.flops / after.flops
     print(
         f"{args.model}, {args.keep:.0%} of the units of every layer kept, {args.threads} thread(s); "
-        f"params {before['params']:,} -> {after['params']:,}, "
-        f"FLOPs/image {before['flops'] / 1e6:.1f}M -> {after['flops'] / 1e6:.1f}M (ratio {flop_ratio:.2f})"
+        f"params {before.params:,} -> {after.params:,}, "
+        f"FLOPs/image {before.flops / 1e6:.1f}M -> {after.flops / 1e6:.1f}M (ratio {flop_ratio:.2f})"
     )
     print(f"{'batch':>6}{'dense ms':>11}{'compact ms':>12}{'speed-up':>10}{'speed-up/FLOP ratio':>21}")
     for batch in (1, 64):

@@ -31,14 +31,14 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's packages come first
     sys.path.insert(0, str(ROOT))
 
-from bench.paper_floors import FLOORS, TOLERANCE, FloorResult, choose_floor  # noqa: E402
+from bench.paper_floors import FLOORS, TOLERANCE, choose_floor  # noqa: E402
+from bench.paper_results import Choice, Measured, ModelResult  # noqa: E402
 from bench.paper_run import (  # noqa: E402
     database_path,
     duration,
@@ -50,41 +50,15 @@ from bench.paper_run import (  # noqa: E402
     write_dashboard,
 )
 from sweep.errors import SweepError  # noqa: E402
-from sweep.select.picks import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
+from sweep.measure import BYTES_PER_PARAM, PAPER_TABLE1, PaperResult  # noqa: E402
+from sweep.select import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
 
-BYTES_PER_PARAM = 4  # float32, as the paper counts memory (MiB: 431,080 x 0.92 x 4 bytes = 1.51)
-MIB = 2**20
+MIB = 2**20  # memory in float32 MiB, as the paper counts it (431,080 x 0.92 x 4 bytes = 1.51)
 MARGINS = (0.1, 0.5)  # points of held-out error above our baseline, rows (b) and (c)
 CONSTRAINED_LAYER = "fc1"  # the layer the paper's Table 1 reports for LeNet and CIFAR-10 quick
 IMAGENET_NOTE = "needs ImageNet + GPUs: see README"
 
 
-@dataclass(frozen=True)
-class PaperResult:
-    """One row of the paper's Table 1 (errors: top-1 %, on the test set)."""
-
-    model: str
-    network: str
-    dataset: str
-    fc1: tuple[int, int] | None  # (before, after) of the constrained fc layer, where the paper says
-    neurons_removed: float  # percent
-    params_removed: float  # percent
-    memory_saved_mb: float
-    top1_error: float
-    baseline_error: float  # the paper's network trained without the constraint
-
-
-PAPER_TABLE1: dict[str, PaperResult] = {
-    r.model: r
-    for r in (
-        PaperResult("lenet", "LeNet", "MNIST", (500, 11), 97.80, 92.00, 1.52, 0.63, 0.72),
-        PaperResult(
-            "cifar10_quick", "CIFAR-10 quick", "CIFAR-10", (64, 17), 73.44, 33.42, 0.19, 25.25, 24.75
-        ),
-        PaperResult("alexnet", "AlexNet", "ImageNet", None, 73.73, 65.42, 152.14, 46.10, 45.57),
-        PaperResult("vgg13", "VGG-13", "ImageNet", None, 76.21, 61.29, 311.06, 39.26, 37.50),
-    )
-}
 DEFAULT_MODELS = ("lenet", "cifar10_quick")
 # Budgets whose studies the table shows: `paper` always, the others where a model's database holds one.
 TABLE_BUDGETS = ("paper", "long")
@@ -95,51 +69,6 @@ RECIPE_CHANGES = {
     "cifar10_quick": "Caffe's cifar10_quick solver with lr 0.01 instead of 0.001 (standardised inputs); "
     "penalty on conv3 and fc1",
 }
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of our rows: which trial, and why (or why there is none)."""
-
-    key: str  # folder name of its export: paper-match, within-0.1, within-0.5
-    label: str
-    row: TrialRow | None
-    missing: str = ""  # why no trial qualifies
-
-
-@dataclass(frozen=True)
-class Measured:
-    """The table's numbers for one trial of ours."""
-
-    trial: int
-    fc1_before: int | None
-    fc1_after: int | None
-    fc1_removed: float | None  # percent
-    units_removed: float | None  # percent, over every layer that can lose units
-    params_removed: float | None  # percent
-    memory_saved_mb: float | None  # float32 MiB
-    test_error: float | None
-    holdout_error: float | None
-
-
-@dataclass
-class ModelResult:
-    """What the table shows for one model: the paper's row, our baseline and our chosen rows."""
-
-    paper: PaperResult
-    study: str
-    storage: str
-    budget: str = "paper"
-    epochs: int | None = None  # per trial, as the study's fingerprint records it
-    available: bool = False
-    note: str = ""  # why there are no rows of ours
-    trials: int = 0  # complete, fully trained
-    baseline: TrialRow | None = None
-    choices: list[Choice] = field(default_factory=list)
-    wall_seconds: float | None = None
-    machine: str = ""
-    exports: dict[str, str] = field(default_factory=dict)  # choice key -> folder, or "failed: why"
-    floors: list[FloorResult] = field(default_factory=list)  # bench/paper_floors.py
 
 
 # ------------------------------------------------------------------------------ choosing the rows
@@ -232,7 +161,7 @@ def load_result(storage_dir: Path, model: str, budget: str = "paper") -> ModelRe
     if not database_path(storage_dir, model).is_file():
         result.note = (
             IMAGENET_NOTE
-            if paper.dataset == "ImageNet"
+            if paper.dataset == "imagenet"
             else f"no study yet: python bench/paper.py --run --models {model}"
         )
         return result
@@ -295,7 +224,7 @@ def paper_cells(paper: PaperResult, units_full: dict[str, int] | None) -> list[s
         total = sum(units_full.values())
         units = _pct(100.0 * (paper.fc1[0] - paper.fc1[1]) / total)
     return [
-        f"{paper.network} ({paper.dataset})",
+        f"{paper.network} ({paper.dataset_label})",
         "paper, Table 1",
         "-",
         fc1,
@@ -319,7 +248,7 @@ def budget_tag(result: ModelResult) -> str:
 
 
 def our_cells(result: ModelResult, choice: Choice) -> list[str]:
-    name = f"{result.paper.network} ({result.paper.dataset})"
+    name = f"{result.paper.network} ({result.paper.dataset_label})"
     label = choice.label + budget_tag(result)
     if choice.row is None:
         return [name, label, "-", *(["-"] * 7), duration(result.wall_seconds), choice.missing]
@@ -354,7 +283,7 @@ def table_rows(results: Sequence[ModelResult]) -> list[list[str]]:
             rows.append(paper_cells(result.paper, full_units(result)))
         if not result.available:
             rows.append(
-                [f"{result.paper.network} ({result.paper.dataset})", "ours", *(["-"] * 9), result.note]
+                [f"{result.paper.network} ({result.paper.dataset_label})", "ours", *(["-"] * 9), result.note]
             )
             continue
         rows.extend(our_cells(result, choice) for choice in result.choices)

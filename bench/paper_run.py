@@ -12,13 +12,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bench.paper_results import Choice, ModelResult
 from sweep.errors import SweepError
 from sweep.select import TrialRow, close_study, load_study_readonly
-
-if TYPE_CHECKING:
-    from bench.paper import Choice, ModelResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,8 +149,6 @@ def export_choice(
 def export_rows(result: ModelResult, storage_dir: Path, data_dir: str | None) -> None:
     """Export the study's unconstrained baseline to ``baseline`` (what the rows are measured against),
     then each row's trial once; rows that chose the same trial share its folder."""
-    from bench.paper import Choice
-
     done: dict[int, str] = {}
     baseline = [Choice("baseline", "baseline", result.baseline)] if result.baseline else []
     for choice in [*baseline, *result.choices]:

@@ -9,6 +9,7 @@ from torch import nn
 from sweep import models
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
+from sweep.measure import measure
 from sweep.models import ChainNet
 from sweep.sparsity import (
     LowRankPair,
@@ -21,7 +22,6 @@ from sweep.sparsity import (
     logits_difference,
     low_rank_layers,
     masked,
-    network_cost,
     neuron_groups,
 )
 
@@ -92,8 +92,8 @@ def test_compact_is_smaller_in_flops_and_keeps_the_dense_model_untouched() -> No
     dense = masked(model, random_keep(model, share=0.5))
     before = {k: v.clone() for k, v in dense.state_dict().items()}
     small = compact(dense)
-    cost_dense, cost_small = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
-    assert cost_small["flops"] < 0.4 * cost_dense["flops"]
+    cost_dense, cost_small = measure(dense, dense.input_size), measure(small, small.input_size)
+    assert cost_small.flops < 0.4 * cost_dense.flops
     assert all(torch.equal(before[k], v) for k, v in dense.state_dict().items())
 
 

@@ -197,7 +197,7 @@ def test_latency_is_timed_on_one_thread_with_its_spread_or_left_out(monkeypatch:
     lines = latency_lines(lat)
     assert lines[0].startswith("CPU latency batch 1, dense -> compact: ") and "runs, 1 thread)" in lines[0]
 
-    monkeypatch.setattr("sweep.export.latency.LIMIT_S", 1e-6)  # batch 64 cannot fit: left out, and why
+    monkeypatch.setattr("sweep.measure.latency.LIMIT_S", 1e-6)  # batch 64 cannot fit: left out, and why
     lat = measure_latency(dense, small, dense.input_size)
     assert lat["batch64"]["dense"] is None and "too long to time" in lat["batch64"]["left_out"]
     assert latency_lines(lat)[1].startswith("CPU latency batch 64: left out (one run of both networks")

@@ -8,21 +8,21 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from sweep.measure import PAPER_TABLE1, PaperResult
 from sweep.select import (
     COLUMN_LABELS,
+    DEFAULT_OBJECTIVES,
     TrialRow,
     all_rows,
     close_study,
-    count_states,
     format_lam,
     format_number,
     front,
     load_study_readonly,
     recorded_columns,
-    study_objectives,
     with_lock_retries,
 )
-from sweep.study import print_warning, study_text
+from sweep.study import StudyCounts, objective_names, print_warning, study_text
 
 PENALTY_COLORS = {
     "l1": "#1f77b4",
@@ -36,31 +36,15 @@ EARLY_STOPPED_COLOR = "#b0b0b0"
 SIZE_AXES = ("neurons", "params", "flops", "latency_ms")
 
 
-@dataclass(frozen=True)
-class PaperPoint:
-    """One result from Zhou, Alvarez, Porikli, "Less Is More: Towards Compact CNNs" (ECCV 2016), Table 1."""
-
-    model: str
-    dataset: str
-    neurons: int  # alive units over every layer that can lose units, counted as `neurons` is here
-    top1_error: float  # percent, on the test set
-    note: str
-
-
-# Table 1 of the paper. The paper only removed neurons of the first fully connected layer, so every
-# conv layer keeps its full width in these totals.
-PAPER_TABLE1 = {
-    "lenet": PaperPoint("lenet", "mnist", 20 + 50 + 11, 0.63, "fc1 500 -> 11 neurons, 0.63% error"),
-    "cifar10_quick": PaperPoint(
-        "cifar10_quick", "cifar10", 32 + 32 + 64 + 17, 25.25, "fc1 64 -> 17 neurons, 25.25% error"
-    ),
-}
+# The paper's Table 1 (one copy, in sweep.measure): a row with ``neurons`` is a point on the neurons axis.
+PaperPoint = PaperResult
 
 
 def paper_point(model: str | None, dataset: str | None) -> PaperPoint | None:
     """The paper's Table 1 point for this model on its own dataset, if the paper reports one."""
     point = PAPER_TABLE1.get(model or "")
-    return point if point is not None and dataset in (None, point.dataset) else None
+    usable = point is not None and point.neurons is not None
+    return point if usable and dataset in (None, point.dataset) else None
 
 
 def penalty_color(penalty: str | None, order: Sequence[str] = ()) -> str:
@@ -117,7 +101,7 @@ class StudyData:
 
     @property
     def counts(self) -> dict[str, int]:
-        return count_states(self.rows)
+        return StudyCounts.of(self.rows).summary()
 
     @property
     def finished(self) -> list[TrialRow]:
@@ -181,7 +165,7 @@ def read_study(study: optuna.Study) -> StudyData:
     dataset = study_text(attrs, "dataset", problems) or next((r.dataset for r in rows if r.dataset), None)
     for line in problems:
         warn(f"study {study.study_name}: {line}")
-    return StudyData(study.study_name, model, dataset, study_objectives(study), rows)
+    return StudyData(study.study_name, model, dataset, objective_names(study, None, DEFAULT_OBJECTIVES), rows)
 
 
 def load_study_data(study: str, storage: str | None) -> StudyData:

@@ -10,7 +10,7 @@ from sweep.export.formats import (
     save_torchscript,
     write_compact,
 )
-from sweep.export.latency import MIN_RUNS, latency_lines, measure_latency
+from sweep.measure import MIN_RUNS, latency_lines, measure_latency
 
 __all__ = [
     "ARCH_FORMAT",

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from sweep._version import __version__
-from sweep.export.latency import latency_lines, measure_latency
+from sweep.measure import latency_lines, measure, measure_latency, widths_text
 from sweep.models import ChainNet, Net
-from sweep.sparsity import factorised_ranks, layer_widths, network_cost
+from sweep.sparsity import factorised_ranks, layer_widths
 
 
 def build_card(
@@ -30,7 +30,7 @@ def build_card(
     from sweep.select import redact
 
     cfg, dense = ckpt.config, ckpt.model
-    before, after = network_cost(dense, dense.input_size), network_cost(small, small.input_size)
+    before, after = measure(dense, dense.input_size).as_dict(), measure(small, small.input_size).as_dict()
     latency = measure_latency(dense, small, dense.input_size)  # one thread, with the spread of the runs
     baselines = [r for r in rows if r.is_baseline and r.state == "COMPLETE" and not r.early_stopped]
     baseline = min(baselines, key=lambda r: r.value("top1_error")) if baselines else None
@@ -110,12 +110,8 @@ def _fmt(n: float) -> str:
 
 
 def _widths_text(card: dict[str, Any]) -> str:
-    before, after, ranks = card["widths"]["before"], card["widths"]["after"], card["factorised"]
-    parts = []
-    for name, width in before.items():
-        rank = f" (rank {ranks[name]})" if name in ranks else ""
-        parts.append(f"{name} {width} -> {after[name]}{rank}")
-    return ", ".join(parts)
+    ranks = {name: f" (rank {rank})" for name, rank in card["factorised"].items()}
+    return widths_text(card["widths"]["before"], card["widths"]["after"], between=" -> ", notes=ranks)
 
 
 def _summary_lines(card: dict[str, Any]) -> list[str]:

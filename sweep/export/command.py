@@ -13,20 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from sweep import models
 from sweep.errors import SweepError
 from sweep.export.card import build_card, print_summary
 from sweep.export.folder import check_target, write_export_folder
 from sweep.export.formats import EQUIVALENCE_RTOL, FORMATS
+from sweep.measure import EVAL_BATCH, measure_error
 from sweep.models import ChainNet, Net
 from sweep.sparsity import alive_masks, check_equivalence, compact, low_rank_layers
-from sweep.train import checkpoint_path, load_checkpoint
+from sweep.train import checkpoint_path, finetune_network, load_checkpoint
 
 EQUIVALENCE_IMAGES = 256
-EVAL_BATCH = 500  # what training evaluates with, so the re-measured error matches to the image
-FINETUNE_LR_SCALE = 0.1  # of the trial's base learning rate
 DEFAULT_MAX_INCREASE = 1.0  # points of held-out top-1 error over the study's baseline that export accepts
 
 
@@ -108,7 +106,7 @@ def _parse_formats(text: str) -> list[str]:
     return chosen
 
 
-def _errors(small: Net, row: Any, splits: Any, cfg: Any, finetune: int) -> dict[str, Any]:
+def _errors(small: Net, row: Any, splits: Any, cfg: Any, epochs: int) -> dict[str, Any]:
     """Test error of the compact network, checked against the trial's record, and the fine-tune's."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     error = measure_error(small, splits.test, device)
@@ -121,12 +119,10 @@ def _errors(small: Net, row: Any, splits: Any, cfg: Any, finetune: int) -> dict[
             "trial used"
         )
     tuned: dict[str, Any] | None = None
-    if finetune:
+    if epochs:
         holdout_before = measure_error(small, splits.holdout, device)
-        finetune_model(small, splits, cfg, finetune, device)
         tuned = {
-            "epochs": finetune,
-            "lr": FINETUNE_LR_SCALE * cfg.lr,
+            **finetune_network(small, splits, cfg, epochs, device),
             "test_top1_error_before": error,
             "test_top1_error_after": measure_error(small, splits.test, device),
             "holdout_top1_error_before": holdout_before,
@@ -148,34 +144,6 @@ def _first_images(split: Any, n: int):
         taken += min(len(y), n - taken)
         if taken >= n:
             return
-
-
-def measure_error(model: nn.Module, split: Any, device: torch.device) -> float:
-    from sweep.measure import top1_error
-
-    model.to(device)
-    try:
-        return top1_error(model, split.batches(EVAL_BATCH), device)[0]
-    finally:
-        model.to("cpu")
-
-
-def finetune_model(model: nn.Module, splits: Any, cfg: Any, epochs: int, device: torch.device) -> None:
-    """A short plain-SGD fine-tune of the compact network (no penalty: the dead units are gone)."""
-    model.to(device).train()
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=FINETUNE_LR_SCALE * cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
-    for epoch in range(epochs):
-        for x, y in splits.train.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + 500 + epoch):
-            loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.to("cpu").eval()
 
 
 def _numbers_text(numbers: list[int]) -> str:

@@ -15,8 +15,9 @@ from torch import nn
 
 from sweep import models
 from sweep.errors import SweepError, first_line
+from sweep.measure import measure
 from sweep.models import ChainNet, Factory, Net, recorded_model
-from sweep.sparsity import LowRankPair, factorised_ranks, layer_widths, network_cost
+from sweep.sparsity import LowRankPair, factorised_ranks, layer_widths
 from sweep.structure import Removal
 
 ARCH_FORMAT = "sweep-compact/1"
@@ -135,7 +136,7 @@ def save_onnx(model: nn.Module, path: Path, example: torch.Tensor) -> str | None
         path.unlink(missing_ok=True)
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         return f"ONNX export failed ({first}): model.onnx skipped"
-    if network_cost(model, example.shape[1:])["flops"] <= ONNX_CHECK_MAX_FLOPS:
+    if measure(model, example.shape[1:]).flops <= ONNX_CHECK_MAX_FLOPS:
         from onnx.reference import ReferenceEvaluator
 
         try:

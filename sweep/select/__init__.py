@@ -11,30 +11,25 @@ from sweep.select.pareto import (
 )
 from sweep.select.picks import (
     COLUMN_LABELS,
+    DEFAULT_OBJECTIVES,
     TrialRow,
     all_rows,
-    close_study,
-    count_states,
-    default_storage,
     format_lam,
     format_number,
     front,
-    load_study_readonly,
     pick,
     recorded_columns,
-    redact,
     select_rows,
-    study_objectives,
     trial_rows,
-    with_lock_retries,
 )
+from sweep.study import close_study, default_storage, load_study_readonly, redact, with_lock_retries
 
 __all__ = [
     "COLUMN_LABELS",
+    "DEFAULT_OBJECTIVES",
     "TrialRow",
     "all_rows",
     "close_study",
-    "count_states",
     "default_storage",
     "dominates",
     "format_lam",
@@ -51,7 +46,6 @@ __all__ = [
     "recorded_columns",
     "redact",
     "select_rows",
-    "study_objectives",
     "trial_rows",
     "with_lock_retries",
 ]

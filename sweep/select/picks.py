@@ -1,4 +1,5 @@
-"""Reading a study back: trial rows, its Pareto front, picking one trial, and the ``pareto`` command.
+"""Reading a study back: trial rows (``TrialRow``), its Pareto front, picking one trial, and the ``pareto``
+command.
 
 Everything here only reads the study database. A dashboard or ``pareto`` may run while a sweep writes to
 the same SQLite file: connections are opened read-only and a read that meets "database is locked" is
@@ -18,15 +19,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import SweepError
+from sweep.measure import widths_text
 from sweep.select import pareto
-from sweep.study import check_objectives, check_trial, print_warning, trial_params
-from sweep.study.storage import (  # noqa: F401 (re-exported: callers read studies through sweep.select.picks)
-    DEFAULT_STORAGE,
+from sweep.study import (
+    StudyCounts,
+    check_trial,
     close_study,
-    default_storage,
     load_study_readonly,
-    open_storage_readonly,
-    redact,
+    objective_names,
+    print_warning,
+    trial_params,
     with_lock_retries,
 )
 
@@ -109,11 +111,7 @@ class TrialRow:
 
     def widths_text(self) -> str:
         """Alive/full width per layer in forward order, e.g. ``conv1 12/20, conv2 30/50, fc1 11/500``."""
-        parts = []
-        for name, alive in self.widths.items():
-            full = self.widths_full.get(name)
-            parts.append(f"{name} {alive}/{full}" if full is not None else f"{name} {alive}")
-        return ", ".join(parts)
+        return widths_text(self.widths, self.widths_full)
 
     def widths_brief(self, most: int = 12, narrowest: int = 4) -> str:
         """``widths_text`` for up to ``most`` layers; past that (a deep network) the totals and the
@@ -126,7 +124,7 @@ class TrialRow:
             (n for n in self.widths if self.widths[n] < self.widths_full.get(n, self.widths[n])),
             key=lambda n: self.widths[n] / max(self.widths_full[n], 1),
         )
-        shown = ", ".join(f"{n} {self.widths[n]}/{self.widths_full[n]}" for n in narrowed[:narrowest])
+        shown = widths_text({n: self.widths[n] for n in narrowed[:narrowest]}, self.widths_full)
         more = f" (+{len(narrowed) - narrowest} more)" if len(narrowed) > narrowest else ""
         return f"{alive:,}/{full:,} alive in {len(self.widths)} layers" + (
             f"; narrowest: {shown}{more}" if narrowed else ""
@@ -146,17 +144,6 @@ class TrialRow:
 
 
 Warn = Callable[[str], None]
-
-
-def study_objectives(study: optuna.Study, warn: Warn | None = None) -> list[str]:
-    """Objective names in the study's value order (user attr ``objectives``; default error, neurons).
-    A malformed ``objectives`` attribute is reported through ``warn`` and Optuna's metric names used."""
-    attrs = with_lock_retries(lambda: study.user_attrs)
-    metric_names = getattr(study, "metric_names", None)
-    names, problems = check_objectives(attrs, metric_names, len(study.directions), DEFAULT_OBJECTIVES)
-    for line in problems if warn is not None else ():
-        warn(f"study {study.study_name}: {line}")
-    return names
 
 
 def _history(trial: FrozenTrial, recorded: Any) -> list[dict[str, Any]]:
@@ -220,7 +207,7 @@ def row_from_trial(
 def all_rows(study: optuna.Study, warn: Warn | None = print_warning) -> list[TrialRow]:
     """Every trial of the study, whatever its state, by trial number. Each attribute that is not what it
     must be is left out of its row and reported through ``warn`` (by default a line on stderr), once."""
-    objectives = study_objectives(study, warn)
+    objectives = objective_names(study, warn, DEFAULT_OBJECTIVES)
     trials = with_lock_retries(lambda: study.get_trials(deepcopy=False))
     problems: list[str] = []
     rows = [row_from_trial(t, objectives, problems) for t in sorted(trials, key=lambda t: t.number)]
@@ -251,21 +238,6 @@ def trial_rows(
 ) -> list[TrialRow]:
     """The study's complete, fully trained trials as rows (by number); early-stopped/failed on request."""
     return select_rows(all_rows(study), include_early_stopped, include_failed)
-
-
-def count_states(rows: Sequence[TrialRow]) -> dict[str, int]:
-    """How many trials are complete (fully trained), failed, early-stopped and still running."""
-    counts = {"complete": 0, "failed": 0, "early_stopped": 0, "running": 0}
-    for row in rows:
-        if row.state == "FAIL":
-            counts["failed"] += 1
-        elif row.early_stopped:
-            counts["early_stopped"] += 1
-        elif row.state == "COMPLETE":
-            counts["complete"] += 1
-        elif row.state in ("RUNNING", "WAITING"):
-            counts["running"] += 1
-    return counts
 
 
 def recorded_columns(rows: Sequence[TrialRow]) -> list[str]:
@@ -421,7 +393,7 @@ def pareto_command(study: str, storage: str | None, x: str, max_error: float | N
     finally:
         close_study(opened)
     rows = select_rows(everything)
-    counts = count_states(everything)
+    counts = StudyCounts.of(everything).summary()
     if not rows:
         raise SweepError(
             f"study {study!r} has no complete trials yet ({counts['failed']} failed, "

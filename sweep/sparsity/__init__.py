@@ -5,14 +5,10 @@ from sweep.sparsity.compact import (
     check_equivalence,
     compact,
     factorised_ranks,
-    latency_ms,
     layer_widths,
     logits_difference,
     low_rank_layers,
     masked,
-    network_cost,
-    timed_runs,
-    torch_threads,
 )
 from sweep.sparsity.groups import NeuronGroups, alive_masks, alive_widths, neuron_groups
 from sweep.sparsity.penalties import PENALTIES, Nuclear, Penalty, make_penalty
@@ -31,15 +27,11 @@ __all__ = [
     "check_equivalence",
     "compact",
     "factorised_ranks",
-    "latency_ms",
     "layer_widths",
     "logits_difference",
     "low_rank_layers",
     "make_penalty",
     "masked",
-    "network_cost",
     "neuron_groups",
     "rms_scales",
-    "timed_runs",
-    "torch_threads",
 ]

@@ -5,22 +5,17 @@ exactly zero, so deleting it, and the inputs of the next conv/linear layer that 
 Between the last conv and the first linear layer a channel becomes a block of ``H*W`` flattened columns.
 
 Layers trained with the ``nuclear`` penalty are low rank rather than narrow; ``compact`` replaces such a
-layer by two thin factors (``LowRankPair``) when that is smaller. ``network_cost`` and ``latency_ms``
-measure what that saves.
+layer by two thin factors (``LowRankPair``) when that is smaller. ``sweep.measure`` measures what that
+saves.
 """
 
 from __future__ import annotations
 
-import os
-import statistics
-import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from sweep import models
 from sweep.config import TrialConfig
@@ -48,7 +43,6 @@ CHANNELWISE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Dropout2d,
 )
 RANK_RTOL = 1e-6
-BYTES_PER_PARAM = 4  # float32
 
 
 class LowRankPair(nn.Sequential):
@@ -314,79 +308,3 @@ def check_equivalence(
             f"({rel:.3g} of the logits' scale, allowed {rtol:g}) on {inputs.shape[0]} inputs"
         )
     return rel
-
-
-# ------------------------------------------------------------------ what the compaction saves
-
-
-def network_cost(model: nn.Module, input_size: Sequence[int]) -> dict[str, float]:
-    """Parameters, FLOPs for one image (multiply-add = 2) and float32 weight memory in MiB."""
-    params = sum(p.numel() for p in model.parameters())
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_size))
-    model.train(was_training)
-    return {
-        "params": params,
-        "flops": int(counter.get_total_flops()),
-        "memory_mb": round(params * BYTES_PER_PARAM / 2**20, 4),
-    }
-
-
-def machine_threads() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def latency_ms(
-    named: dict[str, nn.Module],
-    input_size: Sequence[int],
-    batch: int,
-    min_runs: int = 3,
-    max_runs: int = 50,
-    budget_s: float = 2.0,
-) -> dict[str, float]:
-    """Median CPU milliseconds per forward pass of each model at ``batch``, measured side by side: runs
-    alternate between the models so that load from elsewhere on the machine hits them alike."""
-    times = timed_runs(named, input_size, batch, min_runs, max_runs, budget_s)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-@torch.no_grad()
-def timed_runs(
-    named: dict[str, nn.Module],
-    input_size: Sequence[int],
-    batch: int,
-    min_runs: int = 3,
-    max_runs: int = 50,
-    budget_s: float = 2.0,
-) -> dict[str, list[float]]:
-    """CPU milliseconds of each forward pass of each model at ``batch``, after one warm-up pass each: the
-    models take turns, run by run, until ``max_runs`` runs, or ``budget_s`` once ``min_runs`` are done."""
-    x = torch.randn(batch, *input_size)
-    for m in named.values():
-        m.eval()(x)  # warm-up: allocator, kernels
-    times: dict[str, list[float]] = {k: [] for k in named}
-    started = time.perf_counter()
-    for run in range(max_runs):
-        for key, m in named.items():
-            t0 = time.perf_counter()
-            m(x)
-            times[key].append(1000 * (time.perf_counter() - t0))
-        if run + 1 >= min_runs and time.perf_counter() - started > budget_s:
-            break
-    return times

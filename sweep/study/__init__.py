@@ -1,51 +1,68 @@
-"""The study database: opening it (to write, or read-only), creating or resuming a study, the checks before
-writing, the rows of its trials, and `sweep status`."""
+"""The study database: opening it (``open_storage``, to write or read-only), creating or resuming a study,
+the checks before writing, counting its trials (``StudyCounts``), naming its objectives
+(``objective_names``), and `sweep status`."""
 
-from sweep.study.checks import check_before_run, optuna_tables
+from sweep.study.checks import check_before_run
 from sweep.study.command import status_command
 from sweep.study.create import (
-    BASELINE_ATTR,
     NO_USABLE,
     TRIAL_ATTRS,
     check_study_name,
-    counts_line,
     create_or_resume,
     default_study_name,
     describe_params,
-    display_url,
-    driver_identity,
     enqueue_missing,
     fail_trial,
     finished_trial_attrs,
     grid_points,
-    is_baseline,
     load_existing,
     make_sampler,
-    open_storage,
-    reconcile,
-    resolve_storage,
     summary_lines,
     tpe_startup_trials,
-    trial_params,
     write_trial_attrs,
 )
-from sweep.study.drivers import Heartbeat, count_run, driver_alive, study_lock
+from sweep.study.drivers import Heartbeat, count_run, driver_alive, driver_identity, reconcile, study_lock
 from sweep.study.records import check_objectives, check_trial, print_warning, study_text
-from sweep.study.storage import check_read_name, sqlite_file
+from sweep.study.rows import (
+    BASELINE_ATTR,
+    StudyCounts,
+    counts_line,
+    is_baseline,
+    objective_names,
+    trial_params,
+)
+from sweep.study.storage import (
+    DEFAULT_STORAGE,
+    check_read_name,
+    close_study,
+    default_storage,
+    display_url,
+    load_study_readonly,
+    open_storage,
+    optuna_tables,
+    redact,
+    resolve_storage,
+    sqlite_file,
+    with_lock_retries,
+)
 
 __all__ = [
     "BASELINE_ATTR",
+    "DEFAULT_STORAGE",
     "NO_USABLE",
     "TRIAL_ATTRS",
     "Heartbeat",
+    "StudyCounts",
     "check_before_run",
     "check_objectives",
     "check_read_name",
     "check_study_name",
     "check_trial",
+    "close_study",
     "count_run",
     "counts_line",
     "create_or_resume",
+    "default_storage",
     "default_study_name",
     "describe_params",
     "display_url",
@@ -57,11 +74,14 @@ __all__ = [
     "grid_points",
     "is_baseline",
     "load_existing",
+    "load_study_readonly",
     "make_sampler",
+    "objective_names",
     "open_storage",
     "optuna_tables",
     "print_warning",
     "reconcile",
+    "redact",
     "resolve_storage",
     "sqlite_file",
     "status_command",
@@ -70,5 +90,6 @@ __all__ = [
     "summary_lines",
     "tpe_startup_trials",
     "trial_params",
+    "with_lock_retries",
     "write_trial_attrs",
 ]

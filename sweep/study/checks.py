@@ -10,62 +10,23 @@ tables added, no switch to WAL mode.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
 from sweep.errors import SweepError, first_line, quote
-from sweep.study.storage import open_storage_readonly, redact, sqlite_file, table_names, with_lock_retries
+from sweep.study.storage import (
+    CORE_TABLES,
+    check_storage_for_writing,
+    open_storage,
+    redact,
+    sqlite_file,
+    with_lock_retries,
+)
 
-# The tables without which a database holds no Optuna study.
-CORE_TABLES = frozenset({"studies", "trials", "version_info"})
 # What a study must match to take this run's trials, whatever --resume says.
 ESSENTIALS = ("model", "dataset", "objectives")
-
-
-def optuna_tables() -> frozenset[str]:
-    """The tables Optuna's RDBStorage creates (its models' metadata), plus Alembic's version table."""
-    from optuna.storages._rdb import models
-
-    return frozenset(models.BaseModel.metadata.tables) | {"alembic_version"}
-
-
-def check_storage_for_writing(url: str) -> set[str]:
-    """Before anything is written: an existing SQLite file must be writable, in a writable folder, and
-    every table of the database must be Optuna's. Returns the tables there are (none for a new file)."""
-    shown = redact(url)
-    path = sqlite_file(url)
-    if path is not None:
-        if not path.exists():
-            return set()
-        if not path.is_file():
-            raise SweepError(
-                f"storage {shown}: {path} is not a database file; give a file, e.g. sqlite:///sweep.db"
-            )
-        mode = path.stat().st_mode
-        if not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-            raise SweepError(
-                f"storage {shown}: the database file {path} is read-only ({stat.filemode(mode)}); "
-                "`sweep run` writes its trials there: make it writable or give another --storage"
-            )
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise SweepError(
-                f"storage {shown}: the folder {path.parent} is not writable, and SQLite keeps its journal "
-                "beside the database; give a --storage in a folder this user can write"
-            )
-    tables = table_names(url)
-    foreign = sorted(tables - optuna_tables())
-    if foreign:
-        more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
-        raise SweepError(
-            f"storage {shown} holds tables that are not Optuna's ({', '.join(foreign[:6])}{more}): it is "
-            "another program's database, and sweep writes only into a database of its own studies; give "
-            "another --storage"
-        )
-    return tables
 
 
 def check_study_matches(
@@ -158,7 +119,7 @@ def check_before_run(url: str, name: str, fingerprint: dict[str, Any], resume: b
         if resume:
             raise SweepError(f"--resume: no study {quote(name)} in {shown}: it holds no Optuna studies")
         return
-    rdb = open_storage_readonly(url)
+    rdb = open_storage(url, readonly=True)
     try:
         names = sorted(s.study_name for s in with_lock_retries(rdb.get_all_studies))
         if name not in names:

@@ -12,16 +12,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweep.study.create import (
-    StudyCounts,
-    _counts_line,
-    display_url,
-    load_existing,
-    resolve_storage,
-    trial_params,
-)
-from sweep.study.records import check_objectives, check_trial, print_warning
-from sweep.study.storage import check_read_name, open_storage_readonly, with_lock_retries
+from sweep.study.create import load_existing
+from sweep.study.records import check_trial, print_warning
+from sweep.study.rows import StudyCounts, objective_names, trial_params
+from sweep.study.storage import check_read_name, open_storage, redact, resolve_storage, with_lock_retries
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -37,21 +31,11 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def _objectives(study: optuna.Study) -> list[str]:
-    """The study's objective names; a malformed ``objectives`` attribute is reported and passed over."""
-    count = len(study.directions)
-    names, problems = check_objectives(
-        study.user_attrs, study.metric_names, count, [f"value{i}" for i in range(count)]
-    )
-    for line in problems:
-        print_warning(f"study {study.study_name}: {line}")
-    return names
-
-
-def trial_rows(study: optuna.Study, problems: list[str] | None = None) -> list[list[str]]:
-    """The table of one study's trials, a header first. Attributes that fail their check are shown as
-    not recorded and their lines appended to ``problems``."""
-    names = _objectives(study)
+def trial_table(study: optuna.Study, problems: list[str] | None = None) -> list[list[str]]:
+    """The text table of one study's trials, a header first: the cells ``status`` prints (the values as
+    the study recorded them, unlike ``TrialRow``'s fallbacks). Attributes that fail their check are shown
+    as not recorded and their lines appended to ``problems``."""
+    names = objective_names(study, print_warning)
     header = ["trial", "state", "penalty", "lambda", *names, "epochs", "seconds", "note"]
     rows = [header]
     for t in study.get_trials(deepcopy=False):
@@ -88,7 +72,7 @@ def status_command(storage: str | None, study: str | None) -> int:
     if study is not None:
         check_read_name(study)
     url = resolve_storage(storage)
-    rdb = open_storage_readonly(url)
+    rdb = open_storage(url, readonly=True)
     try:
         return _status(rdb, url, study)
     finally:
@@ -96,13 +80,13 @@ def status_command(storage: str | None, study: str | None) -> int:
 
 
 def _status(rdb: optuna.storages.RDBStorage, url: str, study: str | None) -> int:
-    print(f"storage: {display_url(url)}")
+    print(f"storage: {redact(url)}")
     if study is not None:
         loaded = with_lock_retries(lambda: load_existing(rdb, study))
         counts = StudyCounts.of(loaded.get_trials(deepcopy=False))
-        print(f"study {study}: {_counts_line(counts)}")
+        print(f"study {study}: {counts.line()}")
         problems: list[str] = []
-        rows = with_lock_retries(lambda: trial_rows(loaded, problems))
+        rows = with_lock_retries(lambda: trial_table(loaded, problems))
         for line in problems:
             print_warning(line)
         print(_table(rows) if len(rows) > 1 else "no trials yet")
@@ -116,7 +100,7 @@ def _status(rdb: optuna.storages.RDBStorage, url: str, study: str | None) -> int
         loaded = optuna.load_study(study_name=summary.study_name, storage=rdb)
         trials = with_lock_retries(lambda s=loaded: s.get_trials(deepcopy=False))
         counts = StudyCounts.of(trials)
-        names = _objectives(loaded)
+        names = objective_names(loaded, print_warning)
         best = None
         if "top1_error" in names:
             i = names.index("top1_error")

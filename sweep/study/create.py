@@ -1,4 +1,5 @@
-"""The Optuna study in its RDB storage: where it lives, what it is called, what each trial records.
+"""The Optuna study in its RDB storage (opened by ``sweep.study.storage.open_storage``): what it is called,
+what it records, what each trial records, how its trials are sampled and summed up.
 
 One study per (search space, budget): it records the space's fingerprint, the sweep settings and the
 objective names in its user attributes, and every finished trial carries DESIGN.md's user attributes
@@ -11,37 +12,24 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep._version import __version__
-from sweep.errors import SweepError, first_line, quote
-from sweep.study.checks import check_storage_for_writing, check_study_matches
-from sweep.study.drivers import (  # noqa: F401 (driver_alive, driver_identity, reconcile: re-exported)
-    HEARTBEAT_GRACE_S,
-    HEARTBEAT_INTERVAL_S,
-    driver_alive,
-    driver_identity,
-    reconcile,
-)
-from sweep.study.records import check_objectives
+from sweep.errors import SweepError, quote
+from sweep.study import _optuna
+from sweep.study.checks import check_study_matches
+from sweep.study.rows import BASELINE_ATTR, StudyCounts, objective_names, trial_params
+from sweep.study.storage import redact
 
 if TYPE_CHECKING:
     from sweep.space import SearchSpace
 
-STORAGE_ENV = "SWEEP_STORAGE"
-DEFAULT_STORAGE = "sqlite:///sweep.db"
-SQLITE_BUSY_TIMEOUT_S = 60.0  # a writer waits this long for another writer instead of failing
-CONNECT_TIMEOUT_S = 10
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 # Trial user attributes every finished trial carries (DESIGN.md), besides extras such as history.
 TRIAL_ATTRS = (
@@ -61,81 +49,6 @@ TRIAL_ATTRS = (
     "versions",
 )
 GRID_POINTS = 5  # lambda values per penalty for --sampler grid
-BASELINE_ATTR = "sweep_baseline"  # user attribute that marks a study's unconstrained baseline trial
-
-
-# ------------------------------------------------------------------------------------------ storage
-
-
-def resolve_storage(url: str | None) -> str:
-    """The storage URL: ``url``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweep.db`` in the working
-    directory. A relative SQLite path is made absolute, so every process means the same file."""
-    url = url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise SweepError(
-            f"storage must be a database URL like {DEFAULT_STORAGE} or "
-            f"postgresql://USER:PASSWORD@HOST:PORT/DB, got {url!r}"
-        ) from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        path = Path(parsed.database).expanduser()
-        if not path.is_absolute():
-            return parsed.set(database=str(Path.cwd() / path)).render_as_string(hide_password=False)
-    return url
-
-
-def display_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
-
-
-def open_storage(url: str | None, create: bool = True) -> optuna.storages.RDBStorage:
-    """Open the study database. SQLite runs in WAL mode with a busy timeout, so a dashboard reading it
-    never blocks the sweep writing it; PostgreSQL goes through psycopg2. An unreachable or malformed URL,
-    a read-only file and another program's database (tables that are not Optuna's) are a one-line
-    SweepError and nothing is written; with ``create=False`` a missing SQLite file is an error instead
-    of a new empty database."""
-    url = given = resolve_storage(url)
-    shown = display_url(url)
-    parsed = sqlalchemy.engine.make_url(url)
-    backend = parsed.get_backend_name()
-    engine_kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise SweepError(f"storage {shown} is in memory; a sweep needs a file, e.g. {DEFAULT_STORAGE}")
-        path = Path(database)
-        if not path.parent.is_dir():
-            raise SweepError(f"cannot open storage {shown}: folder {path.parent} does not exist")
-        if not create and not path.is_file():
-            raise SweepError(
-                f"no study database at {path} (storage {shown}); run a sweep first or pass --storage"
-            )
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-    elif backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-        engine_kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    # Heartbeats: a live sweep driver records one for each of its trials, so that any other driver can
-    # tell its RUNNING trials from those of a driver that is gone (sweep.study.drivers.reconcile).
-    heartbeat = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S}
-    check_storage_for_writing(given)  # read-only: before any table is created or WAL mode set
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        if backend == "sqlite":
-            with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
-        raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from None
-    return storage
 
 
 # ------------------------------------------------------------------------------------------- studies
@@ -190,7 +103,7 @@ def create_or_resume(
     from sweep.space import fingerprint_digest
 
     objectives = list(fingerprint["objectives"])
-    shown = display_url(storage.url)
+    shown = redact(storage.url)
     if name not in study_names(storage):
         if resume:
             known = ", ".join(study_names(storage)) or "none"
@@ -243,17 +156,6 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return jsonable(value.item())
     return str(value)
-
-
-def is_baseline(trial: FrozenTrial | optuna.Trial) -> bool:
-    """Whether ``trial`` is the study's unconstrained baseline: enqueued with the ``sweep_baseline``
-    mark (it samples no penalty), or, in a study begun before that mark, one that took penalty none."""
-    return bool(trial.user_attrs.get(BASELINE_ATTR)) or trial.params.get("penalty") == "none"
-
-
-def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:
-    """A trial's searched settings: its Optuna parameters, plus ``penalty: none`` for the baseline."""
-    return {**trial.params, "penalty": "none"} if is_baseline(trial) else dict(trial.params)
 
 
 def finished_trial_attrs(
@@ -339,7 +241,10 @@ def enqueue_missing(study: optuna.Study, points: list[dict[str, Any]], limit: in
         if t.user_attrs.get(BASELINE_ATTR):
             settings["penalty"] = "none"
         elif t.state == TrialState.WAITING and settings.get("penalty") == "none":  # enqueued before the mark
-            study._storage.set_trial_user_attr(t._trial_id, BASELINE_ATTR, True)
+            storage = _optuna.study_storage(study)
+            study_id = storage.get_study_id_from_name(study.study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, BASELINE_ATTR, True)
         seen.append(settings)
     room = None if limit is None else limit - sum(t.state == TrialState.WAITING for t in live)
     added = 0
@@ -363,58 +268,6 @@ def enqueue_missing(study: optuna.Study, points: list[dict[str, Any]], limit: in
 # ------------------------------------------------------------------------------------------ status
 
 
-@dataclass
-class StudyCounts:
-    complete: int = 0
-    early_stopped: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
-
-    @classmethod
-    def of(cls, trials: Sequence[FrozenTrial]) -> StudyCounts:
-        out = cls()
-        for t in trials:
-            if t.state == TrialState.COMPLETE and t.user_attrs.get("early_stopped"):
-                out.early_stopped += 1
-            elif t.state == TrialState.COMPLETE:
-                out.complete += 1
-            elif t.state == TrialState.PRUNED:
-                out.early_stopped += 1
-            elif t.state == TrialState.FAIL:
-                out.failed += 1
-            elif t.state == TrialState.RUNNING:
-                out.running += 1
-            elif t.state == TrialState.WAITING:
-                out.waiting += 1
-        return out
-
-
-def objective_names(study: optuna.Study) -> list[str]:
-    """The study's objective names in value order (a malformed ``objectives`` attribute is passed over)."""
-    count = len(study.directions)
-    default = [f"value{i}" for i in range(count)]
-    return check_objectives(study.user_attrs, study.metric_names, count, default)[0]
-
-
-
-def _counts_line(counts: StudyCounts) -> str:
-    parts = [
-        f"{counts.complete} complete",
-        f"{counts.early_stopped} early-stopped",
-        f"{counts.failed} failed",
-    ]
-    if counts.running:
-        parts.append(f"{counts.running} running")
-    if counts.waiting:
-        parts.append(f"{counts.waiting} waiting")
-    return ", ".join(parts)
-
-
-def counts_line(study: optuna.Study) -> str:
-    return _counts_line(StudyCounts.of(study.get_trials(deepcopy=False)))
-
-
 def describe_params(params: dict[str, Any]) -> str:
     penalty = params.get("penalty", "?")
     if penalty == "none":
@@ -430,7 +283,7 @@ def summary_lines(study: optuna.Study, shown_url: str) -> list[str]:
     """The closing summary of a sweep: counts, the most accurate and the smallest fully trained trials,
     where the study is and how to look at it."""
     trials = study.get_trials(deepcopy=False)
-    lines = [f"study {study.study_name}: {_counts_line(StudyCounts.of(trials))}"]
+    lines = [f"study {study.study_name}: {StudyCounts.of(trials).line()}"]
     names = objective_names(study)
     full = [
         t

@@ -39,6 +39,8 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from sweep.study import _optuna
+
 HEARTBEAT_INTERVAL_S = 20  # a driver records a heartbeat this often for each trial it holds
 HEARTBEAT_GRACE_S = 120  # a RUNNING trial whose heartbeat is older than this has lost its driver
 RUNS_ATTR = "sweep_runs"  # study user attribute: drivers that have started on the study
@@ -88,14 +90,9 @@ def driver_alive(driver: Any) -> bool | None:
 # ---------------------------------------------------------------------------------------- heartbeat
 
 
-def _backend(storage: Any) -> Any:
-    """The RDBStorage under Optuna's caching wrapper (``study._storage``)."""
-    return getattr(storage, "_backend", storage)
-
-
 def grace_period(storage: Any) -> int | None:
     """The storage's heartbeat grace period in seconds; None when it records no heartbeats."""
-    rdb = _backend(storage)
+    rdb = _optuna.rdb_backend(storage)
     interval = getattr(rdb, "heartbeat_interval", None)
     if interval is None:
         return None
@@ -105,11 +102,11 @@ def grace_period(storage: Any) -> int | None:
 def stale_trial_ids(storage: Any, study_id: int) -> set[int]:
     """RUNNING trials whose last heartbeat is older than the grace period (by the database's clock).
 
-    Optuna's public ``fail_stale_trials`` fails them without a reason; this is the one private reach
-    (``_get_stale_trial_ids``), so that the reason can be written first."""
+    Optuna's public ``fail_stale_trials`` fails them without a reason; the private lookup
+    (``sweep.study._optuna.stale_trial_ids``) lets the reason be written first."""
     if grace_period(storage) is None:
         return set()
-    return set(_backend(storage)._get_stale_trial_ids(study_id))
+    return set(_optuna.stale_trial_ids(storage, study_id))
 
 
 class Heartbeat:
@@ -162,13 +159,14 @@ def reconcile(study: optuna.Study, all_hosts: bool = False) -> list[int]:
     heartbeat and is not alive here. A trial with a fresh heartbeat belongs to a live driver and is
     left alone. Under the study's lock, so that no driver's trial is judged between its ask and its
     first heartbeat. Returns the trial numbers it changed."""
-    with study_lock(_backend(study._storage), study._study_id):
-        return _reconcile(study, all_hosts)
+    storage = _optuna.study_storage(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    with study_lock(_optuna.rdb_backend(storage), study_id):
+        return _reconcile(study, storage, study_id, all_hosts)
 
 
-def _reconcile(study: optuna.Study, all_hosts: bool) -> list[int]:
-    storage = study._storage
-    stale = stale_trial_ids(storage, study._study_id)
+def _reconcile(study: optuna.Study, storage: Any, study_id: int, all_hosts: bool) -> list[int]:
+    stale = stale_trial_ids(storage, study_id)
     grace = grace_period(storage)
     changed: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -178,7 +176,8 @@ def _reconcile(study: optuna.Study, all_hosts: bool) -> list[int]:
         beats = isinstance(driver, dict) and driver.get("heartbeat_s") is not None
         if alive:
             continue
-        if trial._trial_id in stale:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if trial_id in stale:
             reason = (
                 f"no heartbeat from the sweep driver ({where}) for over {grace} s while this trial ran; "
                 "marked failed by the next sweep"
@@ -190,8 +189,8 @@ def _reconcile(study: optuna.Study, all_hosts: bool) -> list[int]:
                 f"the sweep driver ({where}) stopped while this trial ran; marked failed by the next sweep"
             )
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except RuntimeError:  # finished meanwhile (optuna.exceptions.UpdateFinishedTrialError)
             continue
         changed.append(trial.number)

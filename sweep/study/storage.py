@@ -1,20 +1,28 @@
-"""Opening the study database for reading only (``pareto``, ``status``, ``dashboard``, ``export`` and the
-checks ``run`` makes before it writes anything).
+"""Opening the study database: ``open_storage(url, readonly=...)``, the one opener for writing (``run``)
+and for reading only (``pareto``, ``status``, ``dashboard``, ``export`` and the checks ``run`` makes
+before it writes anything). One busy timeout, one PostgreSQL driver rule, one set of engine settings.
 
-SQLite is opened with ``mode=ro``, so SQLite itself refuses any write. A database in WAL mode (the mode
-``sweep run`` leaves it in) that no connection has open has no ``-wal`` file; a read-only connection
-would create ``-wal`` and ``-shm`` files and, unable to check-point, leave them behind. Such a file is
-therefore opened ``immutable=1`` (no locks, no side files): nothing else has it open, and a writer that
-starts meanwhile writes into its own ``-wal``, not into the main file, until it check-points. Every
+Writing: SQLite runs in WAL mode and waits ``SQLITE_BUSY_TIMEOUT_S`` for another writer's lock, so a
+dashboard reading it never blocks the sweep writing it; nothing is written before
+``check_storage_for_writing`` has found the database one sweep may write.
+
+Reading: SQLite is opened with ``mode=ro``, so SQLite itself refuses any write. A database in WAL mode
+(the mode ``sweep run`` leaves it in) that no connection has open has no ``-wal`` file; a read-only
+connection would create ``-wal`` and ``-shm`` files and, unable to check-point, leave them behind. Such a
+file is therefore opened ``immutable=1`` (no locks, no side files): nothing else has it open, and a writer
+that starts meanwhile writes into its own ``-wal``, not into the main file, until it check-points. Every
 connection decides afresh (no pool), so a dashboard that re-reads a study sees a sweep that started
-after it. A read that meets "database is locked" is retried a few times after a short pause.
+after it. A reader does not sit in SQLite's busy wait: a read that meets "database is locked" is retried
+a few times after a short pause (``with_lock_retries``), so a dashboard answers within seconds.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,18 +34,45 @@ from sqlalchemy.pool import NullPool
 
 from sweep.errors import SweepError, first_line
 from sweep.errors import quote as quoted
+from sweep.study import _optuna
+from sweep.study.drivers import HEARTBEAT_GRACE_S, HEARTBEAT_INTERVAL_S
 
+STORAGE_ENV = "SWEEP_STORAGE"
 DEFAULT_STORAGE = "sqlite:///sweep.db"
 STUDY_NAME_MAX = 512  # Optuna's column: no study has a longer name
+SQLITE_BUSY_TIMEOUT_S = 60.0  # a writer waits this long for another writer instead of failing
+CONNECT_TIMEOUT_S = 10  # seconds to reach a database server
+# A reader's connection waits a second at most, then with_lock_retries pauses and tries again: 8 tries,
+# over 10 s in all, and a dashboard request never hangs a whole busy timeout.
+_READ_ATTEMPT_S = 1.0
 _LOCK_RETRIES = 8
-_SQLITE_BUSY_TIMEOUT_S = 1.0
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# The tables without which a database holds no Optuna study.
+CORE_TABLES = frozenset({"studies", "trials", "version_info"})
 T = TypeVar("T")
 
 
 def default_storage() -> str:
     """The storage URL used when none is given: ``$SWEEP_STORAGE``, then ``sqlite:///sweep.db``."""
-    return os.environ.get("SWEEP_STORAGE") or DEFAULT_STORAGE
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def resolve_storage(url: str | None) -> str:
+    """The storage URL: ``url``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweep.db`` in the working
+    directory. A relative SQLite path is made absolute, so every process means the same file."""
+    url = url or default_storage()
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SweepError(
+            f"storage must be a database URL like {DEFAULT_STORAGE} or "
+            f"postgresql://USER:PASSWORD@HOST:PORT/DB, got {url!r}"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).expanduser()
+        if not path.is_absolute():
+            return parsed.set(database=str(Path.cwd() / path)).render_as_string(hide_password=False)
+    return url
 
 
 def redact(url: str) -> str:
@@ -46,6 +81,9 @@ def redact(url: str) -> str:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1] if "@" in url else url
+
+
+display_url = redact  # the name `run` and `status` print the storage under (sweep.search uses it)
 
 
 def check_read_name(name: str) -> str:
@@ -123,6 +161,67 @@ def sqlite_readonly_uri(path: Path) -> str:
     return f"file:{quote(str(path))}?{query}"
 
 
+def optuna_tables() -> frozenset[str]:
+    """The tables Optuna's RDBStorage creates (its models' metadata), plus Alembic's version table."""
+    return _optuna.table_names() | {"alembic_version"}
+
+
+def check_storage_for_writing(url: str) -> set[str]:
+    """Before anything is written: an existing SQLite file must be writable, in a writable folder, and
+    every table of the database must be Optuna's. Returns the tables there are (none for a new file)."""
+    shown = redact(url)
+    path = sqlite_file(url)
+    if path is not None:
+        if not path.exists():
+            return set()
+        if not path.is_file():
+            raise SweepError(
+                f"storage {shown}: {path} is not a database file; give a file, e.g. sqlite:///sweep.db"
+            )
+        mode = path.stat().st_mode
+        if not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            raise SweepError(
+                f"storage {shown}: the database file {path} is read-only ({stat.filemode(mode)}); "
+                "`sweep run` writes its trials there: make it writable or give another --storage"
+            )
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise SweepError(
+                f"storage {shown}: the folder {path.parent} is not writable, and SQLite keeps its journal "
+                "beside the database; give a --storage in a folder this user can write"
+            )
+    tables = table_names(url)
+    foreign = sorted(tables - optuna_tables())
+    if foreign:
+        more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
+        raise SweepError(
+            f"storage {shown} holds tables that are not Optuna's ({', '.join(foreign[:6])}{more}): it is "
+            "another program's database, and sweep writes only into a database of its own studies; give "
+            "another --storage"
+        )
+    return tables
+
+
+# ------------------------------------------------------------------------------------ engine settings
+
+
+def _postgres(parsed: sqlalchemy.engine.URL, readonly: bool) -> tuple[str, dict[str, Any]]:
+    """The one PostgreSQL rule, for writing and reading alike: a bare ``postgresql://`` goes through
+    psycopg2 (the ``postgres`` extra, what sweep is tested with; SQLAlchemy's default, psycopg 3, only
+    where psycopg2 is not installed), connections are checked before use and give up after
+    ``CONNECT_TIMEOUT_S``; a reader's transactions are read-only."""
+    if parsed.drivername == "postgresql":
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+    args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if readonly:
+        args["options"] = "-c default_transaction_read_only=on"
+    return parsed.render_as_string(hide_password=False), {"pool_pre_ping": True, "connect_args": args}
+
+
 def readonly_engine(url: str) -> tuple[str, dict[str, Any]]:
     """URL and engine options that open ``url`` for reading only; SweepError when it cannot be read."""
     try:
@@ -135,7 +234,7 @@ def readonly_engine(url: str) -> tuple[str, dict[str, Any]]:
         if database in ("", ":memory:"):
             raise SweepError(f"storage {url!r} is an in-memory SQLite database: it holds no studies to read")
         if parsed.query.get("uri"):
-            return url, {"connect_args": {"timeout": _SQLITE_BUSY_TIMEOUT_S}, "poolclass": NullPool}
+            return url, {"connect_args": {"timeout": _READ_ATTEMPT_S}, "poolclass": NullPool}
         path = Path(database).expanduser().resolve()
         if not path.is_file():
             raise SweepError(
@@ -146,24 +245,35 @@ def readonly_engine(url: str) -> tuple[str, dict[str, Any]]:
         # then cut the URI short and drop mode=ro.
         def connect() -> sqlite3.Connection:
             uri = sqlite_readonly_uri(path)
-            return sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+            return sqlite3.connect(uri, uri=True, timeout=_READ_ATTEMPT_S, check_same_thread=False)
 
         return f"sqlite:///{path}", {"creator": connect, "poolclass": NullPool}
     if backend == "postgresql":
-        args = {"connect_timeout": 10, "options": "-c default_transaction_read_only=on"}
-        return _postgres_driver(parsed).render_as_string(hide_password=False), {"connect_args": args}
+        return _postgres(parsed, readonly=True)
     return url, {}
 
 
-def _postgres_driver(parsed: sqlalchemy.engine.URL) -> sqlalchemy.engine.URL:
-    """A bare postgresql:// URL with the psycopg2 driver when psycopg (3), SQLAlchemy's default, is absent."""
-    if parsed.drivername != "postgresql":
-        return parsed
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return parsed.set(drivername="postgresql+psycopg2")
-    return parsed
+def _writing_engine(url: str, create: bool) -> tuple[str, dict[str, Any]]:
+    """URL and engine options that open the (resolved) ``url`` for writing; SweepError for an in-memory
+    database, a missing folder or (``create=False``) a missing file."""
+    shown = display_url(url)
+    parsed = sqlalchemy.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise SweepError(f"storage {shown} is in memory; a sweep needs a file, e.g. {DEFAULT_STORAGE}")
+        path = Path(database)
+        if not path.parent.is_dir():
+            raise SweepError(f"cannot open storage {shown}: folder {path.parent} does not exist")
+        if not create and not path.is_file():
+            raise SweepError(
+                f"no study database at {path} (storage {shown}); run a sweep first or pass --storage"
+            )
+        return url, {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    if backend == "postgresql":
+        return _postgres(parsed, readonly=False)
+    return url, {"pool_pre_ping": True}
 
 
 def table_names(url: str) -> set[str]:
@@ -187,12 +297,45 @@ def table_names(url: str) -> set[str]:
         raise SweepError(f"cannot open storage {shown}: {first_line(err)}") from err
 
 
-def open_storage_readonly(url: str) -> optuna.storages.RDBStorage:
-    """The study database at ``url`` opened for reading only (SQLite ``mode=ro``, PostgreSQL read-only
-    transactions); SweepError when it is missing, unreachable or holds no Optuna tables."""
+# ------------------------------------------------------------------------------------------ the opener
+
+
+def open_storage(
+    url: str | None = None, readonly: bool = False, *, create: bool = True
+) -> optuna.storages.RDBStorage:
+    """Open the study database at ``url`` (default ``$SWEEP_STORAGE``, then ``sqlite:///sweep.db``).
+
+    ``readonly``: SQLite ``mode=ro`` (``immutable=1`` for an unopened WAL file), PostgreSQL read-only
+    transactions; SweepError when it is missing, unreachable or holds no Optuna tables.
+
+    Otherwise for writing: SQLite in WAL mode with a busy timeout, heartbeats recorded for the trials
+    of a live driver. An unreachable or malformed URL, a read-only file and another program's database
+    (tables that are not Optuna's) are a one-line SweepError and nothing is written; with
+    ``create=False`` a missing SQLite file is an error instead of a new empty database."""
+    if readonly:
+        return _open_readonly(url or default_storage())
+    url = given = resolve_storage(url)
+    engine_url, engine_kwargs = _writing_engine(url, create)
+    # Heartbeats: a live sweep driver records one for each of its trials, so that any other driver can
+    # tell its RUNNING trials from those of a driver that is gone (sweep.study.drivers.reconcile).
+    heartbeat = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": HEARTBEAT_GRACE_S}
+    check_storage_for_writing(given)  # read-only: before any table is created or WAL mode set
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(engine_url, engine_kwargs=engine_kwargs, **heartbeat)
+        if sqlite_file(engine_url) is not None:
+            with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
+        raise SweepError(f"cannot open storage {display_url(url)}: {first_line(err)}") from None
+    return storage
+
+
+def _open_readonly(url: str) -> optuna.storages.RDBStorage:
     engine_url, engine_kwargs = readonly_engine(url)
     shown = redact(url)
-    if not {"studies", "trials", "version_info"} <= table_names(url):
+    if not table_names(url) >= CORE_TABLES:
         raise SweepError(f"storage {shown} holds no Optuna studies (it has no study tables)")
     try:
         return with_lock_retries(
@@ -215,7 +358,7 @@ def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
     """
     check_read_name(study)
     url = storage or default_storage()
-    rdb = open_storage_readonly(url)
+    rdb = open_storage(url, readonly=True)
     try:
         return with_lock_retries(lambda: optuna.load_study(study_name=study, storage=rdb))
     except KeyError:
@@ -233,8 +376,6 @@ def load_study_readonly(study: str, storage: str | None = None) -> optuna.Study:
 
 def close_study(study: optuna.Study) -> None:
     """Release the database connections a study read with ``load_study_readonly`` holds."""
-    # Optuna wraps the RDBStorage in a cache; the engine lives on the storage underneath.
-    storage = study._storage
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    engine = getattr(_optuna.rdb_backend(_optuna.study_storage(study)), "engine", None)
     if engine is not None:
         engine.dispose()

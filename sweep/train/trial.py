@@ -37,7 +37,15 @@ from sweep.data import datasets as data
 from sweep.device import Compute, out_of_memory, resolve_compute, resolve_device
 from sweep.errors import SweepError, quote
 from sweep.files import check_writable_folder
-from sweep.measure import size_at, sparsity_metrics, top1_error
+from sweep.measure import (
+    EVAL_BATCH,
+    EVAL_BATCH_CPU,
+    compact_latency_ms,
+    size_at,
+    sparsity_metrics,
+    top1_error,
+    widths_text,
+)
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 from sweep.train.checkpoint import save_checkpoint
 from sweep.train.step import Teacher, TrainStep
@@ -46,10 +54,6 @@ from sweep.train.weights import absolute_init, check_init, load_initial_weights
 __all__ = ["DivergedError", "resolve_device", "train_command", "train_trial"]
 
 Report = Callable[[dict[str, Any], str | None], None]
-EVAL_BATCH = 500  # the test error (export measures it again with the same) and held-out error on a GPU
-# The held-out error of every epoch on the CPU: batches of 200 keep a LeNet/CIFAR layer's activations in
-# cache, measured 25% faster than 500 at 1 thread for lenet and cifar10_quick, logits equal image by image.
-EVAL_BATCH_CPU = 200
 NAN_CHECK_EVERY = 50
 # Every trial of a study is scored on the same held-out images, whatever its own seed.
 HOLDOUT_SEED = 0
@@ -285,29 +289,6 @@ def final_metrics(
     }
 
 
-def compact_latency_ms(model: models.Net) -> float:
-    """Median CPU milliseconds of one forward pass, batch 1, one thread, of the network without its dead
-    channels (rebuilt as export would write a chain, pruned by sweep.structure otherwise); 0.0 when a
-    group has none left (nothing to run)."""
-    from sweep.sparsity import alive_masks, compact, latency_ms, torch_threads
-    from sweep.structure import prune
-
-    masks = {name: mask.cpu() for name, mask in alive_masks(model).items()}
-    if not all(mask.any() for mask in masks.values()):
-        return 0.0
-    if isinstance(model, models.ChainNet):
-        small: torch.nn.Module = compact(model, masks)
-    else:
-        example = torch.zeros(1, *model.input_size, device=next(model.parameters()).device)
-        small = prune(model.body, example, masks)[0].cpu().eval()
-    with torch_threads(1):
-        return round(latency_ms({"compact": small}, model.input_size, 1, budget_s=1.0)["compact"], 4)
-
-
-def format_widths(widths: dict[str, int], full: dict[str, int]) -> str:
-    return " ".join(f"{k} {v}/{full[k]}" for k, v in widths.items())
-
-
 def train_command(
     model: str,
     penalty: str,
@@ -380,7 +361,7 @@ def train_command(
         print(
             f"epoch {m['epoch']:>3}/{cfg.epochs} [{m['phase']}] loss {m['loss']:.4f}  "
             f"held-out error {m['top1_error']:.2f}%  neurons {m['neurons']}  "
-            f"({format_widths(m['widths'], m['widths_full'])})  {m['epoch_seconds']:.1f}s",
+            f"({widths_text(m['widths'], m['widths_full'], sep=' ')})  {m['epoch_seconds']:.1f}s",
             flush=True,
         )
 

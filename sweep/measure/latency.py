@@ -1,16 +1,25 @@
-"""The export card's CPU latency: a figure printed is a figure measured. Dense and compact networks are
-timed on one torch thread, taking turns run by run (so that load from elsewhere hits both alike), and
-each is reported as the median of its runs with the fastest and slowest; the speed-up is the ratio of
+"""CPU latency: a figure printed is a figure measured. Networks are timed side by side, taking turns run
+by run (so that load from elsewhere on the machine hits them alike), on a stated number of torch threads.
+
+``latency_ms`` / ``timed_runs`` time any networks; ``compact_latency_ms`` is a trial's ``latency_ms`` (its
+network without the dead channels); ``measure_latency`` is the export card's: dense and compact on one
+thread, each reported as the median of its runs with the fastest and slowest, the speed-up the ratio of
 the two medians. What cannot be measured well enough is left out, with the reason, never guessed."""
 
 from __future__ import annotations
 
 import statistics
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 
-from sweep.sparsity import timed_runs, torch_threads
+from sweep.models import ChainNet, Net
+from sweep.sparsity import alive_masks, compact
+from sweep.structure import prune
 
 THREADS = 1  # a stated count: on a shared machine more threads measure the neighbours too
 BATCHES = (1, 64)
@@ -19,6 +28,72 @@ MAX_RUNS = 200  # runs of each network per batch size at most
 BUDGET_S = 1.0  # seconds of timing per batch size (both networks) after which no run starts past MIN_RUNS
 LIMIT_S = 20.0  # the most seconds the MIN_RUNS runs of a batch size may take, by estimate
 DISAGREE = 0.25  # the speed-ups of the two halves of the runs differ by more than this share: left out
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def latency_ms(
+    named: dict[str, nn.Module],
+    input_size: Sequence[int],
+    batch: int,
+    min_runs: int = 3,
+    max_runs: int = 50,
+    budget_s: float = 2.0,
+) -> dict[str, float]:
+    """Median CPU milliseconds per forward pass of each model at ``batch``, measured side by side: runs
+    alternate between the models so that load from elsewhere on the machine hits them alike."""
+    times = timed_runs(named, input_size, batch, min_runs, max_runs, budget_s)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@torch.no_grad()
+def timed_runs(
+    named: dict[str, nn.Module],
+    input_size: Sequence[int],
+    batch: int,
+    min_runs: int = 3,
+    max_runs: int = 50,
+    budget_s: float = 2.0,
+) -> dict[str, list[float]]:
+    """CPU milliseconds of each forward pass of each model at ``batch``, after one warm-up pass each: the
+    models take turns, run by run, until ``max_runs`` runs, or ``budget_s`` once ``min_runs`` are done."""
+    x = torch.randn(batch, *input_size)
+    for m in named.values():
+        m.eval()(x)  # warm-up: allocator, kernels
+    times: dict[str, list[float]] = {k: [] for k in named}
+    started = time.perf_counter()
+    for run in range(max_runs):
+        for key, m in named.items():
+            t0 = time.perf_counter()
+            m(x)
+            times[key].append(1000 * (time.perf_counter() - t0))
+        if run + 1 >= min_runs and time.perf_counter() - started > budget_s:
+            break
+    return times
+
+
+def compact_latency_ms(model: Net) -> float:
+    """Median CPU milliseconds of one forward pass, batch 1, one thread, of the network without its dead
+    channels (rebuilt as export would write a chain, pruned by sweep.structure otherwise); 0.0 when a
+    group has none left (nothing to run)."""
+    masks = {name: mask.cpu() for name, mask in alive_masks(model).items()}
+    if not all(mask.any() for mask in masks.values()):
+        return 0.0
+    if isinstance(model, ChainNet):
+        small: nn.Module = compact(model, masks)
+    else:
+        example = torch.zeros(1, *model.input_size, device=next(model.parameters()).device)
+        small = prune(model.body, example, masks)[0].cpu().eval()
+    with torch_threads(1):
+        return round(latency_ms({"compact": small}, model.input_size, 1, budget_s=1.0)["compact"], 4)
 
 
 def measure_latency(dense: nn.Module, small: nn.Module, input_size: Any) -> dict[str, Any]:
