@@ -17,8 +17,7 @@ import torch
 
 from sweep import models
 from sweep.measure import latency_ms, measure
-from sweep.models import ChainNet
-from sweep.sparsity import check_equivalence, compact, masked
+from sweep.sparsity import check_equivalence, compact_network, masked
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
         mask[torch.randperm(width)[: max(1, round(args.keep * width))]] = True
         keep[name] = mask
     dense = masked(full, keep)  # the dense network with the dropped groups at zero
-    small = compact(dense) if isinstance(dense, ChainNet) else dense.pruned(keep)
+    small = compact_network(dense, keep)
     check_equivalence(dense, small, torch.randn(8, *dense.input_size))
 
     before, after = measure(dense, dense.input_size), measure(small, small.input_size)

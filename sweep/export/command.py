@@ -21,7 +21,7 @@ from sweep.export.folder import check_target, write_export_folder
 from sweep.export.formats import EQUIVALENCE_RTOL, FORMATS
 from sweep.measure import EVAL_BATCH, measure_error
 from sweep.models import ChainNet, Net
-from sweep.sparsity import alive_masks, check_equivalence, compact, low_rank_layers
+from sweep.sparsity import alive_masks, check_equivalence, compact_network, low_rank_layers
 from sweep.train import checkpoint_path, finetune_network, load_checkpoint
 
 EQUIVALENCE_IMAGES = 256
@@ -69,10 +69,8 @@ def export_command(
     empty = [name for name, mask in masks.items() if not mask.any()]
     if empty:
         raise SweepError(f"trial {row.number}: layer {empty[0]} has no alive neurons: the network is empty")
-    if isinstance(dense, ChainNet):
-        small: Net = compact(dense, masks, low_rank=low_rank_layers(cfg, dense))
-    else:  # any other network: sweep.structure cuts the dead channels out of every layer that holds them
-        small = dense.pruned(masks)
+    low_rank = low_rank_layers(cfg, dense) if isinstance(dense, ChainNet) else []
+    small = compact_network(dense, masks, low_rank=low_rank)
 
     dataset = cfg.dataset or row.dataset or models.default_dataset(cfg.model)
     splits = data.load(

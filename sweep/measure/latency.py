@@ -17,9 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sweep.models import ChainNet, Net
-from sweep.sparsity import alive_masks, compact
-from sweep.structure import prune
+from sweep.models import Net
+from sweep.sparsity import alive_masks, compact_network
 
 THREADS = 1  # a stated count: on a shared machine more threads measure the neighbours too
 BATCHES = (1, 64)
@@ -87,11 +86,7 @@ def compact_latency_ms(model: Net) -> float:
     masks = {name: mask.cpu() for name, mask in alive_masks(model).items()}
     if not all(mask.any() for mask in masks.values()):
         return 0.0
-    if isinstance(model, ChainNet):
-        small: nn.Module = compact(model, masks)
-    else:
-        example = torch.zeros(1, *model.input_size, device=next(model.parameters()).device)
-        small = prune(model.body, example, masks)[0].cpu().eval()
+    small = compact_network(model, masks).cpu().eval()
     with torch_threads(1):
         return round(latency_ms({"compact": small}, model.input_size, 1, budget_s=1.0)["compact"], 4)
 

@@ -20,7 +20,7 @@ from torch import nn
 from sweep import models
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
-from sweep.models import UNIT_TYPES, ChainNet
+from sweep.models import UNIT_TYPES, ChainNet, Net
 from sweep.sparsity.groups import BN_TYPES, alive_masks, neuron_groups
 
 # Layers that act on each channel alone and map a zero channel to zero, so a removed channel's absence
@@ -189,6 +189,19 @@ def _factorise(layer: nn.Conv2d | nn.Linear, rtol: float) -> LowRankPair | None:
     if layer.bias is not None:
         pair.u.bias.copy_(layer.bias)
     return pair
+
+
+def compact_network(
+    model: Net, keep: dict[str, torch.Tensor] | None = None, *, low_rank: Iterable[str] = ()
+) -> Net:
+    """Any network without the channels not in ``keep`` (default: its dead ones), the one call export,
+    latency and ``sweep check`` make: a chain is rebuilt at its new widths by ``compact`` (which also
+    factorises ``low_rank`` layers), any other network is pruned by ``sweep.structure`` (``Net.pruned``)."""
+    if isinstance(model, ChainNet):
+        return compact(model, keep, low_rank=low_rank)
+    if list(low_rank):
+        raise SweepError(f"model {model.name!r} is not a chain: its layers cannot be factorised")
+    return model.pruned(alive_masks(model) if keep is None else keep)
 
 
 @torch.no_grad()
