@@ -257,9 +257,11 @@ class TwoConvs(nn.Module):
         (TwoConvs(lambda t: t + 1), ["AddBackward0"]),
         (TwoConvs(lambda t: t.transpose(2, 3)), ["TransposeBackward0"]),
         (TwoConvs(lambda t: t.unsqueeze(1).squeeze(1)), ["SqueezeBackward"]),
-        (TwoConvs(lambda t: t, nn.GroupNorm(2, 8)), ["'middle' (GroupNorm)", "supported: Conv2d"]),
+        (TwoConvs(lambda t: t, nn.GroupNorm(2, 8)), ["'middle' (GroupNorm)", "over channels", "not exact"]),
+        (TwoConvs(lambda t: t, nn.PReLU(8)), ["'middle' (PReLU)", "supported: Conv2d"]),
         (TwoConvs(lambda t: t, nn.BatchNorm2d(8, affine=False)), ["'middle'", "affine=True"]),
-        (TwoConvs(lambda t: t, nn.Conv2d(8, 8, 3, padding=1, groups=2)), ["'middle'", "grouped conv"]),
+        (TwoConvs(lambda t: torch.sigmoid(t) * torch.sigmoid(t)), ["SigmoidBackward0", "after layer 'conv1'"]),
+        (TwoConvs(lambda t: torch.sigmoid(t) * 2), ["SigmoidBackward0", "after layer 'conv1'"]),
     ],
 )
 def test_a_network_the_analysis_cannot_follow_is_refused_in_one_line(

@@ -41,7 +41,7 @@ from sweep.models.base import (
 from sweep.models.chain import ChainNet
 from sweep.models.external import short_name
 from sweep.models.mobilenet import mobilenet_v2
-from sweep.models.net import UNIT_TYPES, Net, body_groups
+from sweep.models.net import UNIT_TYPES, Net, body_groups, kept_layers
 from sweep.models.resnet import resnet18, resnet20, resnet56
 from sweep.models.trust import Factory, recorded_model
 
@@ -66,6 +66,7 @@ __all__ = [
     "default_dataset",
     "is_chain",
     "is_external",
+    "kept_layers",
     "names",
     "recorded_model",
     "register_model",

@@ -7,7 +7,11 @@ search space):
 - ``path/to/nets.py:fn``: a Python file, made absolute against the working directory when first resolved,
   so Ray workers and later processes (export, ``sweep.load_compact``) find the same file again;
 - ``NAME``: an entry point of group ``sweep.models`` of an installed distribution (a registered model of
-  the same name wins).
+  the same name wins);
+- ``torchvision:NAME``: a classification model of ``torchvision.models`` (``torchvision:resnet50``), built
+  without weights for the dataset's classes (3 input channels only; an unknown name lists close ones);
+- ``timm:NAME``: a model of timm (the optional extra ``timm``), built without weights for the dataset's
+  classes and channels; without timm installed, one line saying how to install it.
 
 The function is called with ``num_classes``, ``in_channels`` and ``input_size`` (a ``(height, width)``
 tuple), each only where its signature accepts it (``**kwargs`` accepts all), and the module it returns is
@@ -38,7 +42,10 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "sweep.models"
 ARGUMENTS = ("num_classes", "in_channels", "input_size")
 DEFAULT_SIZE = (3, 32, 32)  # what the function is called with when no dataset is known
-FORMS = "MODULE:FUNCTION or FILE.py:FUNCTION (a function returning an nn.Module)"
+FORMS = "MODULE:FUNCTION or FILE.py:FUNCTION (a function returning an nn.Module), torchvision:NAME or timm:NAME"
+TORCHVISION = "torchvision:"  # a classification model of torchvision.models, built without weights
+TIMM = "timm:"  # a model of timm (the optional extra `timm`), built without weights
+TIMM_PIN = "timm==1.0.31"  # pyproject.toml's extra
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}  # canonical reference -> the function it names
@@ -127,6 +134,10 @@ def _first(err: BaseException) -> str:
 
 
 def _load(name: str) -> Callable[..., Any]:
+    if name.startswith(TORCHVISION):
+        return _torchvision(name)
+    if name.startswith(TIMM):
+        return _timm(name)
     if not is_reference(name):
         ep = entry_points()[name]
         try:
@@ -152,6 +163,59 @@ def _load(name: str) -> Callable[..., Any]:
             raise SweepError(f"model {_shown(name)}: {source} has no function {fn_name!r}{hint}")
         obj = getattr(obj, part)
     return _callable(name, obj, f"{where}:{fn_name}")
+
+
+def _torchvision(name: str) -> Callable[..., Any]:
+    """A builder for torchvision's classification model ``torchvision:NAME``, without weights, taking the
+    dataset's classes; torchvision's models read 3 channels only."""
+    from torchvision import models as tv
+
+    arch = name[len(TORCHVISION) :]
+    known = tv.list_models(module=tv)
+    if arch not in known:
+        raise _close(name, arch, known, "torchvision")
+    builder = tv.get_model_builder(arch)
+    # GoogLeNet and Inception v3: one tensor of logits in training too; their old init, without a warning
+    extra = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
+
+    def build(num_classes: int, in_channels: int) -> Any:
+        if in_channels != 3:
+            raise SweepError(
+                f"model {_shown(name)}: torchvision's {arch} reads 3 input channels, the data has {in_channels}"
+            )
+        return builder(weights=None, num_classes=num_classes, **extra)
+
+    build.__name__ = arch
+    return build
+
+
+def _close(name: str, arch: str, known: list[str], zoo: str) -> SweepError:
+    import difflib
+
+    close = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
+    hint = f"; close: {', '.join(close)}" if close else f"; known: {', '.join(known[:12])}, ..."
+    return SweepError(f"model {_shown(name)}: {zoo} has no classification model {arch!r}{hint}")
+
+
+def _timm(name: str) -> Callable[..., Any]:
+    """A builder for timm's model ``timm:NAME``, without weights, for the dataset's classes and channels."""
+    arch = name[len(TIMM) :]
+    try:
+        import timm
+    except ImportError:
+        raise SweepError(
+            f"model {_shown(name)}: timm is not installed; install the extra: pip install 'sweep[timm]' "
+            f"({TIMM_PIN})"
+        ) from None
+    known = timm.list_models()
+    if arch not in known:
+        raise _close(name, arch, known, "timm")
+
+    def build(num_classes: int, in_channels: int) -> Any:
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+
+    build.__name__ = arch
+    return build
 
 
 def _callable(name: str, obj: Any, shown: str) -> Callable[..., Any]:
@@ -227,6 +291,8 @@ def create(name: str, num_classes: int, in_channels: int | None, input_size: tup
     call = f"{getattr(fn, '__name__', 'the function')}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     try:
         body = fn(**kwargs)
+    except SweepError:
+        raise
     except Exception as err:
         raise SweepError(f"model {_shown(name)}: {call} raised {_first(err)}") from None
     if isinstance(body, Net):

@@ -68,19 +68,30 @@ class Net(nn.Module):
 
 
 
-_GROUPS: weakref.WeakKeyDictionary[Net, tuple[tuple, tuple[ChannelGroup, ...]]] = weakref.WeakKeyDictionary()
+_GROUPS: weakref.WeakKeyDictionary[Net, tuple[tuple, tuple[ChannelGroup, ...], tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 
 def body_groups(model: Net) -> tuple[ChannelGroup, ...]:
     """The channel groups of ``model.body`` (named after their root layers), traced again only when its
     shapes change."""
+    return _traced(model)[1]
+
+
+def kept_layers(model: Net) -> tuple[str, ...]:
+    """Conv/linear layers of ``model.body`` whose channels pass a channel shuffle, so are kept whole."""
+    return _traced(model)[2]
+
+
+def _traced(model: Net) -> tuple[tuple, tuple[ChannelGroup, ...], tuple[str, ...]]:
     shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
     cached = _GROUPS.get(model)
     if cached is not None and cached[0] == shapes:
-        return cached[1]
+        return cached
     param = next(model.parameters())
     example = torch.zeros(1, *model.input_size, dtype=param.dtype, device=param.device)
-    groups = channel_groups(model.body, example).groups
-    _GROUPS[model] = (shapes, groups)
-    return groups
+    structure = channel_groups(model.body, example)
+    _GROUPS[model] = (shapes, structure.groups, structure.kept)
+    return _GROUPS[model]

@@ -7,15 +7,22 @@ parameter rows that write the channel (conv/linear out-channel rows and biases, 
 depthwise filters): when all of them are zero the channel is exactly zero wherever it is read, so removing
 it changes nothing.
 
+Modern patterns: a squeeze-excitation gate (``x * sigmoid(...)``) keeps a zero channel of ``x`` zero, its
+``fc2`` rows go with ``x``'s channels and its squeeze channels form groups of their own; the channels a
+grouped conv reads or writes carry a block id per channel (``blocks``: as many must go from each of its
+groups); a concatenation read by a depthwise conv is one group rooted at that conv; channels that pass a
+channel shuffle (``sweep.structure.shuffle``) are kept whole.
+
 A graph we cannot vouch for is refused rather than analysed wrongly: parameters in a module type the
-pruning functions do not know, grouped convs, BatchNorm without gamma/beta, a module called twice, an op
-that does not map a zero channel to zero or that mixes channels (a custom autograd function, a transpose,
-a sigmoid, adding a constant).
+pruning functions do not know, a norm over channels (LayerNorm, GroupNorm: removal would not be exact),
+BatchNorm without gamma/beta, a module called twice, an op that does not map a zero channel to zero or that
+mixes channels (a custom autograd function, a transpose of the spatial axes, a sigmoid that feeds anything
+but a gate's product, adding a constant).
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +32,7 @@ import torch_pruning as tp
 from torch import nn
 
 from sweep.errors import SweepError, quote
+from sweep.structure.shuffle import VERSION_SUFFIX, library_failure, mixing_nodes, tolerant_mapping
 
 PRODUCER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
@@ -37,16 +45,18 @@ ZERO_SAFE_OPS = frozenset(
         "Add", "Sub", "Mul", "Div", "Neg", "Clone", "T",
         "Relu", "Hardtanh", "LeakyRelu", "Elu", "Gelu", "Silu", "Tanh", "Hardswish", "Mish",
         "MaxPool2DWithIndices", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "Mean",
+        "UpsampleNearest2D", "UpsampleBilinear2D",
         "NativeDropout",
     }
 )  # fmt: skip
+# Ops that do not keep a zero channel zero but are accepted as the gate of a product (``_gate``).
+GATE_OPS = frozenset({"Sigmoid", "Hardsigmoid"})
 FOLLOWED_TYPES = frozenset(
     {
         tp.ops.OPTYPE.CONCAT, tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.RESHAPE, tp.ops.OPTYPE.SLICE,
         tp.ops.OPTYPE.EXPAND, tp.ops.OPTYPE.OUTPUT,
     }
 )  # fmt: skip
-_VERSION_SUFFIX = re.compile(r"Backward\d*$")
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class ChannelGroup:
     slices: tuple[ParamSlice, ...]
     layers: tuple[str, ...]
     concat_rows: tuple[tuple[int, ...], ...] = ()
+    # a block id per channel where a grouped conv reads or writes the channels: removal must take the same
+    # number of channels from every block, so that the conv's groups stay equal; () when unconstrained
+    blocks: tuple[int, ...] = ()
 
     def tensors(self, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(parameter, rows, channels) per slice, the index tensors on the parameter's device."""
@@ -115,6 +128,7 @@ class Structure:
 
     groups: tuple[ChannelGroup, ...]
     graph: tp.DependencyGraph
+    kept: tuple[str, ...] = ()  # conv/linear layers whose channels pass a channel shuffle: kept whole
 
     def names(self) -> list[str]:
         return [g.name for g in self.groups]
@@ -137,20 +151,31 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> Structure:
     names = {m: n for n, m in model.named_modules()}
     _check_layers(model)
     graph = _trace_once_each(model, example_input, names)
-    _check_ops(graph, names)
+    mixing = mixing_nodes(graph)
+    for node in mixing:
+        node.dependencies = []  # a group stops where the channel axis moves (and is then kept whole)
+    _check_ops(graph, names, mixing)
     order = {n: i for i, n in enumerate(names.values())}
-    groups = []
-    for tp_group in graph.get_all_groups(root_module_types=ROOT_TYPES):
+    groups, kept = [], []
+    with tolerant_mapping():
+        tp_groups = list(graph.get_all_groups(root_module_types=ROOT_TYPES))
+    for tp_group in tp_groups:
+        if any(item.dep.target in mixing for item in tp_group):
+            # channels that pass a channel shuffle are kept whole
+            kept.extend(
+                names[i.dep.target.module] for i in tp_group if isinstance(i.dep.target.module, ROOT_TYPES)
+            )
+            continue
         group = _from_tp_group(graph, tp_group, names)
         if group is not None:
             groups.append(group)
     groups.sort(key=lambda g: order[g.name])
-    return Structure(tuple(groups), graph)
+    return Structure(tuple(groups), graph, tuple(sorted(set(kept), key=order.__getitem__)))
 
 
 def trace(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Torch-Pruning's DependencyGraph of ``model``, built with gradients on for every parameter."""
-    with _tracing(model), torch.enable_grad():
+    with _tracing(model), torch.enable_grad(), tolerant_mapping():
         # forward_fn: without one Torch-Pruning first tries model(*example_inputs), which would unbatch a
         # tensor of batch 1, and retries any failure another way, which would hide the real error
         return tp.DependencyGraph().build_dependency(
@@ -184,17 +209,42 @@ def _check_layers(model: nn.Module) -> None:
         where = f"layer {name or '(the model itself)'!r} ({type(m).__name__})"
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and not m.affine:
             raise SweepError(f"{where} has no gamma/beta, so its channels cannot be zeroed; use affine=True")
+        if isinstance(m, nn.LayerNorm | nn.GroupNorm | nn.LocalResponseNorm):
+            raise SweepError(
+                f"{where} normalises over channels: removing a channel changes the statistics of the others, "
+                "so removal is not exact; supported norms: BatchNorm1d/2d (per channel)"
+            )
         if not any(True for _ in m.parameters(recurse=False)):
             continue
-        if type(m) not in PRODUCER_TYPES:
+        if type(m) not in PRODUCER_TYPES and not _batchnorm_act(m):
             raise SweepError(
                 f"{where} holds parameters the channel analysis cannot follow; supported: {SUPPORTED_LAYERS}"
             )
-        if isinstance(m, nn.Conv2d) and m.groups != 1 and not (m.groups == m.in_channels == m.out_channels):
+        if isinstance(m, nn.Conv2d) and m.groups == m.out_channels > 1 and m.in_channels != m.out_channels:
             raise SweepError(
-                f"{where} is a grouped conv ({m.groups} groups, {m.in_channels} -> {m.out_channels}); "
-                "supported: groups=1 or depthwise with out_channels == in_channels"
+                f"{where} is a grouped conv with one output channel per group ({m.groups} groups, "
+                f"{m.in_channels} -> {m.out_channels}); supported: groups=1, depthwise with out_channels == "
+                "in_channels, or groups with several output channels each"
             )
+
+
+# What a BatchNorm subclass may apply after normalising (timm's BatchNormAct2d: drop, then act): modules
+# that act on each channel alone and keep a zero channel zero.
+ZERO_SAFE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Hardtanh,
+    nn.Hardswish, nn.Mish, nn.Dropout, nn.Dropout2d,
+)  # fmt: skip
+
+
+def _batchnorm_act(m: nn.Module) -> bool:
+    """timm's BatchNormAct2d (a BatchNorm2d with only gamma and beta of its own, followed inside by zero-safe
+    modules only: ReLU, SiLU, ...) or its Linear (an nn.Linear whose forward only casts)."""
+    if isinstance(m, nn.Linear) and type(m).__name__ == "Linear" and type(m).__module__.startswith("timm."):
+        return True
+    if not isinstance(m, nn.BatchNorm2d) or type(m).__name__ != "BatchNormAct2d":
+        return False
+    own = {n for n, _ in m.named_parameters(recurse=False)}
+    return own <= {"weight", "bias"} and all(isinstance(c, ZERO_SAFE_MODULES) for c in m.children())
 
 
 def _trace_once_each(
@@ -215,6 +265,8 @@ def _trace_once_each(
             f"the model cannot take the example input of shape {tuple(example_input.shape)}: "
             f"{quote(str(err).splitlines()[0] if str(err) else type(err).__name__)}"
         ) from None
+    except (ArithmeticError, LookupError, AssertionError) as err:  # the graph library failing on this graph
+        raise library_failure(model, lambda: _forward_with(model, example_input), names, err) from None
     finally:
         for h in hooks:
             h.remove()
@@ -224,6 +276,11 @@ def _trace_once_each(
             f"layer {reused[0]!r} is called more than once per forward pass; each layer must be used once"
         )
     return graph
+
+
+def _forward_with(model: nn.Module, example_input: torch.Tensor) -> object:
+    with _tracing(model), torch.enable_grad():
+        return model.eval()(example_input)
 
 
 def _op_name(node: tp.Node) -> str:
@@ -245,12 +302,19 @@ def _nearest_layer(node: tp.Node, names: dict[nn.Module, str]) -> str | None:
     return None
 
 
-def _check_ops(graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> None:
+def _check_ops(graph: tp.DependencyGraph, names: dict[nn.Module, str], mixing: set[tp.Node]) -> None:
+    bn_params = {id(p) for m in names if isinstance(m, nn.BatchNorm2d) for p in m.parameters(recurse=False)}
     for node in graph.module2node.values():
-        if node.type in FOLLOWED_TYPES or (isinstance(node.module, nn.Module) and node.module in names):
+        if _inner_batchnorm(node, bn_params):
+            continue  # the normalisation inside a BatchNormAct2d, whose gamma and beta are in the group
+        if (
+            node in mixing
+            or node.type in FOLLOWED_TYPES
+            or (isinstance(node.module, nn.Module) and node.module in names)
+        ):
             continue
         op = _op_name(node)
-        if node.type == tp.ops.OPTYPE.ELEMENTWISE and _zero_safe(node, op):
+        if node.type == tp.ops.OPTYPE.ELEMENTWISE and (_zero_safe(node, op) or _gate(node, op)):
             continue
         after = _nearest_layer(node, names)
         where = f" after layer {after!r}" if after else " on the input"
@@ -264,8 +328,36 @@ def _check_ops(graph: tp.DependencyGraph, names: dict[nn.Module, str]) -> None:
         )
 
 
+def _inner_batchnorm(node: tp.Node, bn_params: set[int]) -> bool:
+    """A batch-norm op whose gamma and beta belong to a BatchNorm module of the model: its channel is zero
+    when gamma and beta are (the module is in the channel's group)."""
+    if VERSION_SUFFIX.sub("", _op_name(node)) not in ("NativeBatchNorm", "CudnnBatchNorm"):
+        return False
+    leaves = [
+        getattr(f, "variable", None) for f, _ in getattr(node.grad_fn, "next_functions", ()) if f is not None
+    ]
+    params = [v for v in leaves if isinstance(v, torch.Tensor)]
+    return len(params) == 2 and all(id(p) in bn_params for p in params)
+
+
+def _gate(node: tp.Node, op: str) -> bool:
+    """A squeeze-excitation gate, ``x * sigmoid(...)``: the sigmoid maps a zero channel to 0.5, but all it
+    feeds is a product with a feature map of the same group, whose zero channel keeps the product zero."""
+    if VERSION_SUFFIX.sub("", op) not in GATE_OPS or not node.outputs:
+        return False
+    for out in node.outputs:
+        if VERSION_SUFFIX.sub("", _op_name(out)) != "Mul" or len(out.inputs) != 2:
+            return False
+        if any(f is None for f, _ in getattr(out.grad_fn, "next_functions", ())):
+            return False  # a product with a constant
+        other = out.inputs[0] if out.inputs[1] is node else out.inputs[1]
+        if other is node or VERSION_SUFFIX.sub("", _op_name(other)) in GATE_OPS:
+            return False  # sigmoid(a) * sigmoid(b) is not zero
+    return True
+
+
 def _zero_safe(node: tp.Node, op: str) -> bool:
-    base = _VERSION_SUFFIX.sub("", op)
+    base = VERSION_SUFFIX.sub("", op)
     if base not in ZERO_SAFE_OPS:
         return False
     grad_fn = node.grad_fn
@@ -293,12 +385,21 @@ def _from_tp_group(
 ) -> ChannelGroup | None:
     slices: list[ParamSlice] = []
     layers: list[str] = []
+    blocks: list[
+        tuple[tuple[int, ...], tuple[int, ...], int, str]
+    ] = []  # channels, conv rows, block size, conv
     concats: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     width = len(tp_group[0].idxs)
     for item in tp_group:
         dep = item.dep
         target = dep.target
         if not graph.is_out_channel_pruning_fn(dep.handler):
+            if is_grouped(target.module):  # a grouped conv that reads the channels
+                conv = target.module
+                block = (conv.in_channels // conv.groups, names[conv])
+                blocks.append(
+                    (tuple(int(i) for i in item.root_idxs), tuple(int(i) for i in item.idxs), *block)
+                )
             continue  # a layer that reads the channels
         if not target.outputs:
             return None  # the channels are the network's output: the classifier's classes
@@ -313,18 +414,36 @@ def _from_tp_group(
         name = names[module]
         if isinstance(module, ROOT_TYPES):
             layers.append(name)
+        if is_grouped(module):
+            blocks.append((channels, rows, module.out_channels // module.groups, name))
         for pname, p in module.named_parameters(recurse=False):
             if p is not None:
+                if rows and max(rows) >= p.shape[0]:
+                    raise SweepError(
+                        f"layer {name!r}: the channel analysis maps its channels to row {max(rows)} of "
+                        f"{p.shape[0]} (a split or concatenation it cannot follow), which is not supported"
+                    )
                 slices.append(ParamSlice(name, pname, channels, rows))
     if not layers:
         return None
     order = {n: i for i, n in enumerate(names.values())}
     layers.sort(key=order.__getitem__)
-    root = next(s for s in slices if s.module == layers[0] and s.param == "weight")
-    # Channel k of the group is row k of its root layer; Torch-Pruning counts from the layer it started at.
+    # The root is the first layer that writes every channel of the group (a depthwise conv reading a
+    # concatenation writes them all, the layers feeding the concatenation each a part); channel k of the
+    # group is row k of its root layer, where Torch-Pruning counts from the layer it started at.
+    weights = {s.module: s for s in slices if s.param == "weight"}
+    full = [
+        n for n in layers if len(weights[n].rows) == width and sorted(weights[n].rows) == list(range(width))
+    ]
+    if not full:
+        raise SweepError(
+            f"layer {layers[0]!r}: its channels are only partly coupled (no layer writes all {width} channels "
+            "of its group), which is not supported"
+        )
+    layers.remove(full[0])
+    layers.insert(0, full[0])
+    root = weights[full[0]]
     to_root = dict(zip(root.channels, root.rows, strict=True))
-    if sorted(to_root.values()) != list(range(width)):
-        raise SweepError(f"layer {layers[0]!r}: its channels are only partly coupled, which is not supported")
     slices = [
         ParamSlice(s.module, s.param, tuple(to_root[c] for c in s.channels), s.rows)
         for s in sorted(slices, key=lambda s: (order[s.module], s.param != "weight", s.param))
@@ -333,4 +452,39 @@ def _from_tp_group(
         tuple(r for _, r in sorted(zip((to_root[c] for c in chans), rows, strict=True)))
         for chans, rows in concats
     )
-    return ChannelGroup(layers[0], width, tuple(slices), tuple(layers), concat_rows)
+    return ChannelGroup(
+        layers[0],
+        width,
+        tuple(slices),
+        tuple(layers),
+        concat_rows,
+        _block_ids(layers[0], width, blocks, to_root),
+    )
+
+
+def is_grouped(module: object) -> bool:
+    """A conv with groups that are not depthwise (each group reads several channels): removal must take as
+    many channels from each of its groups."""
+    return isinstance(module, nn.Conv2d) and 1 < module.groups < module.out_channels
+
+
+def _block_ids(
+    root: str,
+    width: int,
+    blocks: list[tuple[tuple[int, ...], tuple[int, ...], int, str]],
+    to_root: dict[int, int],
+) -> tuple[int, ...]:
+    """A block id per channel of the group: channels the grouped convs reading or writing them see in one
+    of their groups share an id (the finest common split when several convs agree on the channels' order)."""
+    if not blocks:
+        return ()
+    orders = {
+        tuple(sorted(zip((to_root[c] for c in chans), rows, strict=True))) for chans, rows, _, _ in blocks
+    }
+    if len(orders) > 1 or len(next(iter(orders))) != width:
+        raise SweepError(
+            f"layer {root!r}: its channels reach the grouped conv {blocks[0][3]!r} in another order or only "
+            "partly, which is not supported"
+        )
+    size = math.gcd(*(b for _, _, b, _ in blocks))
+    return tuple(row // size for _, row in next(iter(orders)))

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from sweep.errors import SweepError, quote
-from sweep.structure.graph import Structure, channel_groups
+from sweep.structure.graph import Structure, channel_groups, is_grouped
+from sweep.structure.shuffle import tolerant_mapping
 
 RECORD_VERSION = 1
 
@@ -80,7 +81,7 @@ def prune(
             raise SweepError(
                 f"group {name!r} would lose all {group.width} channels; a network needs at least one"
             )
-        idxs = tuple(int(i) for i in (~mask_t).nonzero().view(-1))
+        idxs = tuple(int(i) for i in (~even_blocks(mask_t, group.blocks)).nonzero().view(-1))
         if idxs:
             removed[name] = idxs
     record = Removal(removed)
@@ -98,8 +99,52 @@ def replay(model: nn.Module, example_input: torch.Tensor, record: Removal) -> nn
             raise SweepError(f"removal record: group {name!r} has {group.width} channels, got index {bad[0]}")
         if len(set(idxs)) >= group.width:
             raise SweepError(f"removal record: group {name!r} would lose all {group.width} channels")
+        gone = torch.zeros(group.width, dtype=torch.bool)
+        gone[list(idxs)] = True
+        if not bool(even_blocks(~gone, group.blocks).eq(~gone).all()):
+            raise SweepError(
+                f"removal record: group {name!r} feeds a grouped conv, and must lose as many channels from "
+                "each of its groups"
+            )
     _apply(model, structure, record)
     return model
+
+
+def even_blocks(keep: torch.Tensor, blocks: tuple[int, ...]) -> torch.Tensor:
+    """``keep`` with more channels kept where needed so that every block (a grouped conv's group) loses as
+    many channels as the block that loses fewest: the extra ones kept are dead, so this stays exact."""
+    if not blocks:
+        return keep
+    ids = torch.tensor(blocks)
+    out = keep.clone()
+    members = [(ids == b).nonzero().view(-1) for b in ids.unique()]
+    lose = min(int((~keep[m]).sum()) for m in members)
+    for m in members:
+        dead = m[~keep[m]]
+        out[dead[lose:]] = True
+    return out
+
+
+def _prune_grouped_in(conv: nn.Conv2d, idxs: Sequence[int]) -> None:
+    """Remove input channels ``idxs`` of a grouped conv: each of its groups keeps its own channels, in the
+    same number (Torch-Pruning's own function assumes the same positions in every group)."""
+    per_in, per_out = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    gone = set(int(i) for i in idxs)
+    keeps = [
+        [i - g * per_in for i in range(g * per_in, (g + 1) * per_in) if i not in gone]
+        for g in range(conv.groups)
+    ]
+    if len({len(k) for k in keeps}) != 1:
+        raise SweepError(
+            f"grouped conv would lose unequal numbers of input channels per group: {sorted(gone)[:8]}"
+        )
+    w = conv.weight.detach()
+    parts = [
+        w[g * per_out : (g + 1) * per_out].index_select(1, torch.tensor(k, dtype=torch.long, device=w.device))
+        for g, k in enumerate(keeps)
+    ]
+    conv.weight = nn.Parameter(torch.cat(parts), requires_grad=conv.weight.requires_grad)
+    conv.in_channels = conv.groups * len(keeps[0])
 
 
 def _apply(model: nn.Module, structure: Structure, record: Removal) -> None:
@@ -110,4 +155,10 @@ def _apply(model: nn.Module, structure: Structure, record: Removal) -> None:
         # each group is cut through its own root layer, whose channel numbering the other groups' cuts
         # leave alone, so dense indices stay valid from one group to the next
         with torch.no_grad():
-            graph.get_pruning_group(root, pruner.prune_out_channels, sorted(set(idxs))).prune()
+            with tolerant_mapping():
+                group = graph.get_pruning_group(root, pruner.prune_out_channels, sorted(set(idxs)))
+            for dep, rows in group.items:
+                if is_grouped(dep.target.module) and graph.is_in_channel_pruning_fn(dep.handler):
+                    _prune_grouped_in(dep.target.module, rows)
+                else:
+                    dep(rows)
