@@ -21,6 +21,7 @@ HANDLERS = {
     "pareto": "sweep.select.picks:pareto_command",
     "dashboard": "sweep.dashboards.page:dashboard_command",
     "export": "sweep.export:export_command",
+    "check": "sweep.export.check:check_command",
 }
 
 PENALTIES = ["none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear"]
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one network with one penalty (no Ray, no Optuna)")
-    p.add_argument("model", type=text)
+    p.add_argument("model", type=text, nargs="?", help="the model (optional with --from or --config)")
     p.add_argument("--penalty", type=text, default="group_lasso", help=f"one of {', '.join(PENALTIES)}")
     p.add_argument("--lam", type=number(), default=1e-3, help="penalty strength lambda (>= 0)")
     p.add_argument("--alpha", type=number(), default=0.5, help="l1 share of sparse_group_lasso, in [0, 1]")
@@ -193,6 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--out", type=text, default="runs/train", help="folder for the checkpoint")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON on the last line")
+    # a whole recorded config (sweep.train.rerun): MODEL optional, options given beside it replace settings
+    rerun = p.add_mutually_exclusive_group()
+    rerun.add_argument(
+        "--from",
+        dest="from_trial",
+        type=text,
+        metavar="STUDY:TRIAL",
+        help="re-run this trial of a study with exactly its recorded config",
+    )
+    rerun.add_argument(
+        "--config",
+        type=text,
+        metavar="FILE.json",
+        help="train the TrialConfig (a JSON object) this file holds",
+    )
+    _storage_args(p)
+    # None: not given (train_command supplies the defaults, or --from/--config's recorded settings)
+    p.set_defaults(
+        **dict.fromkeys(
+            ("penalty", "lam", "alpha", "debias_epochs", "warmup_epochs", "seed", "device", "precision")
+        )
+    )
 
     p = sub.add_parser("run", help="search penalty type and strength: an Optuna study placed by Ray Tune")
     p.add_argument("model", type=text)
@@ -276,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir", type=folder, help="the folder the trial's dataset lies in (default: where it trained)"
     )
+
+    p = sub.add_parser("check", help="preflight: can sweep remove this network's channels exactly?")
+    p.add_argument("model", type=text, help="a registered name, pkg.mod:fn, file.py:fn, an entry point")
+    p.add_argument("--input-size", type=integer(8, 4096), metavar="N", help="image side (default: the model's)")
+    p.add_argument("--in-channels", type=integer(1, 4096), metavar="C", help="default: the model's, else 3")
+    p.add_argument("--num-classes", type=integer(2, 100000), metavar="K", help="default: 10")
+    p.add_argument("--seed", type=int, default=0, help="which random half of each group is removed")
     return parser
 
 
