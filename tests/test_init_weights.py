@@ -19,6 +19,7 @@ from sweep.cli import build_parser, main
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
 from sweep.export import choose_trial
+from sweep.export.command import NothingCompact
 from sweep.search import run_command
 from sweep.select import all_rows, close_study, load_study_readonly
 from sweep.study import is_baseline
@@ -191,7 +192,8 @@ def test_export_picks_the_smallest_network_within_max_increase_of_the_baseline(t
         in capsys.readouterr().out
     )
     assert choose_trial(rows, "lenet-mnist", None, None, False, max_increase=0.2).number == 2  # 1.00%
-    assert choose_trial(rows, "lenet-mnist", None, None, False, max_increase=0.0).number == 0
+    with pytest.raises(NothingCompact, match="no trial that removes anything lies within 0 point"):
+        choose_trial(rows, "lenet-mnist", None, None, False, max_increase=0.0)  # only the baseline
     assert choose_trial(rows, "lenet-mnist", None, None, False, knee=True).number != 0
     with pytest.raises(SweepError, match="--max-increase must be a number of points >= 0, got -1"):
         choose_trial(rows, "lenet-mnist", None, None, False, max_increase=-1.0)

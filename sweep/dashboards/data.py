@@ -12,9 +12,11 @@ from sweep.measure import PAPER_TABLE1, PaperResult
 from sweep.select import (
     COLUMN_LABELS,
     DEFAULT_OBJECTIVES,
+    DefaultPick,
     TrialRow,
     all_rows,
     close_study,
+    default_pick,
     format_lam,
     format_number,
     front,
@@ -128,6 +130,10 @@ class StudyData:
         """The size column the page's front is taken over: the study's own size objective if recorded."""
         axes = self.size_axes
         return axes[0] if axes else None
+
+    def default_pick(self) -> DefaultPick:
+        """Export's default pick and its band (baseline + --max-increase's default), as export takes it."""
+        return default_pick(self.rows)
 
     def front_rows(self) -> list[TrialRow]:
         """The error/size front of the finished trials, smallest first (empty when there is none)."""

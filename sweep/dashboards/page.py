@@ -107,7 +107,14 @@ def _front_table(data: StudyData) -> str:
     front_rows = data.front_rows()
     if not front_rows:
         return "<p class='empty'>No finished trials yet.</p>"
-    head = ["trial", "penalty", "λ", "α", "error %", "test error %", "neurons", "params", "FLOPs", "widths"]
+    chosen = data.default_pick()
+    marks = {}
+    if chosen.baseline is not None:
+        marks[chosen.baseline.number] = "baseline"
+    if chosen.chosen is not None:
+        marks[chosen.chosen.number] = "pick"
+    head = ["trial", "penalty", "λ", "α", "error %", "test error %", "neurons", "params", "FLOPs", "export"]
+    head.append("widths")
     lines = [
         "<table class='front'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
     ]
@@ -122,6 +129,7 @@ def _front_table(data: StudyData) -> str:
             format_number(row.neurons),
             format_number(row.params),
             format_number(row.flops),
+            marks.get(row.number, ""),
         ]
         widths = html.escape(row.widths_text() or "-")
         if len(row.widths) > DEEP:  # a deep network's widths fold into one summary line
@@ -190,6 +198,7 @@ def render_html(data: StudyData, refresh_seconds: int | None = None) -> str:
         f"<p class='how'>The trials no other fully trained trial beats on both held-out error and "
         f"{html.escape(axis_label(data.front_axis or 'neurons'))}, smallest first; widths are alive/full per "
         "layer.</p>",
+        f"<p class='how'>export's default pick: {html.escape(data.default_pick().describe())}</p>",
         _front_table(data),
         _failed_list(data),
     ]

@@ -19,6 +19,8 @@ from sweep.dashboards.data import (
 from sweep.select import TrialRow, front
 
 BASELINE = "unconstrained baseline"
+EXPORT_PICK = "export's default pick"
+BAND_COLOR = "rgba(44, 160, 44, 0.12)"
 EARLY_STOPPED = "early-stopped (not on the front)"
 
 
@@ -46,6 +48,8 @@ class ParetoAxis:
     front_x: list[float]
     front_y: list[float]
     paper: PaperPoint | None = None
+    pick_x: float | None = None  # export's default pick on this axis (None: no pick)
+    pick_y: float | None = None
 
     @property
     def n_points(self) -> int:
@@ -57,6 +61,9 @@ class ParetoAxis:
 class ParetoInfo:
     axes: list[ParetoAxis] = field(default_factory=list)  # the first is shown first
     log_y: bool = True
+    band: tuple[float, float] | None = None  # held-out error of the baseline, and that + export's D
+    pick: int | None = None  # export's default pick (sweep.select.default_pick), a trial number
+    pick_text: str = ""  # the pick and its band in one line, or why there is no pick
 
     def axis(self, column: str) -> ParetoAxis:
         return next(a for a in self.axes if a.column == column)
@@ -83,7 +90,10 @@ def pareto_info(data: StudyData, show_early_stopped: bool = True) -> ParetoInfo:
     finished = [r for r in data.finished if r.top1_error is not None]
     early = [r for r in data.early_stopped if r.top1_error is not None] if show_early_stopped else []
     penalties = sorted({r.penalty or "unknown" for r in finished if not r.is_baseline})
-    info = ParetoInfo()
+    chosen = data.default_pick()
+    info = ParetoInfo(pick=chosen.chosen.number if chosen.chosen else None, pick_text=chosen.describe())
+    if chosen.baseline is not None and chosen.limit is not None:
+        info.band = (float(chosen.baseline.top1_error), chosen.limit)
     for column in data.size_axes:
         usable = [r for r in finished if not math.isnan(r.value(column))]
         front_rows = front(usable, x=column) if usable else []
@@ -117,6 +127,9 @@ def pareto_info(data: StudyData, show_early_stopped: bool = True) -> ParetoInfo:
                 paper=paper_point(data.model, data.dataset) if column == "neurons" else None,
             )
         )
+        if chosen.chosen is not None and not math.isnan(chosen.chosen.value(column)):
+            info.axes[-1].pick_x = chosen.chosen.value(column)
+            info.axes[-1].pick_y = chosen.chosen.value("top1_error")
     errors = [r.top1_error for r in finished + early if r.top1_error is not None]
     info.log_y = bool(errors) and min(errors) > 0
     return info
@@ -164,6 +177,21 @@ def _axis_traces(axis: ParetoAxis, visible: bool) -> list[go.Scatter]:
                 legendgroup="front",
             )
         )
+    if axis.pick_x is not None:
+        traces.append(
+            go.Scatter(
+                x=[axis.pick_x],
+                y=[axis.pick_y],
+                mode="markers+text",
+                name=EXPORT_PICK,
+                marker={"symbol": "circle-open", "size": 22, "color": "#2ca02c", "line": {"width": 3}},
+                text=["pick"],
+                textposition="bottom center",
+                hoverinfo="skip",
+                visible=visible,
+                legendgroup="pick",
+            )
+        )
     if axis.paper is not None:
         p = axis.paper
         traces.append(
@@ -196,6 +224,17 @@ def draw_pareto(info: ParetoInfo) -> go.Figure:
         fig.add_traces(_axis_traces(axis, visible=i == 0))
         spans.append((start, len(fig.data)))
     first = info.axes[0].column if info.axes else "neurons"
+    if info.band is not None:  # the baseline's error + D: export's default picks the smallest inside it
+        low, high = info.band
+        fig.add_hrect(
+            y0=low,
+            y1=high,
+            fillcolor=BAND_COLOR,
+            line_width=0,
+            layer="below",
+            annotation_text=f"baseline + {high - low:g} point(s): export's band",
+            annotation_position="top left",
+        )
     fig.update_layout(
         title="Top-1 error (held-out) against network size; the line is the Pareto front",
         xaxis_title=axis_label(first),

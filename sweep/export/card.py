@@ -67,6 +67,8 @@ def build_card(
             "precision": cfg.precision,
             "device": cfg.device,
         },
+        # the whole TrialConfig the trial ran with: `sweep train --config` takes it as it is
+        "config": cfg.to_dict(),
         "widths": {
             "before": dense.widths(),
             "after": layer_widths(small) if isinstance(small, ChainNet) else small.widths(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ from sweep.sparsity import alive_masks, check_equivalence, compact_network, low_
 from sweep.train import checkpoint_path, finetune_network, load_checkpoint
 
 EQUIVALENCE_IMAGES = 256
-DEFAULT_MAX_INCREASE = 1.0  # points of held-out top-1 error over the study's baseline that export accepts
+
+
+class NothingCompact(SweepError):
+    """No trial that removes anything lies within --max-increase of the baseline: not bad input (exit 1)."""
 
 
 def export_command(
@@ -55,7 +59,11 @@ def export_command(
         rows = all_rows(opened)
     finally:
         close_study(opened)
-    row = choose_trial(rows, study, trial, max_error, allow_early_stopped, knee, max_increase)
+    try:
+        row = choose_trial(rows, study, trial, max_error, allow_early_stopped, knee, max_increase)
+    except NothingCompact as err:  # one line, nothing written; --trial names a network anyway
+        print(f"sweep: export: {err}", file=sys.stderr)
+        return 1
     target = Path(out) if out else Path("export") / f"{study.replace(os.sep, '_')}-trial{row.number}"
     check_target(target, force)
     if not row.checkpoint:
@@ -164,8 +172,10 @@ def choose_trial(
     max_increase: float | None = None,
 ) -> Any:
     """The trial to export: by number, the smallest under ``max_error``, the knee, or (the default) the
-    smallest within ``max_increase`` points (default ``DEFAULT_MAX_INCREASE``) of the study's baseline."""
-    from sweep.select import format_number, pick, select_rows
+    smallest network that removes something within ``max_increase`` points (default
+    ``DEFAULT_MAX_INCREASE``) of the study's baseline (``sweep.select.default_pick``); NothingCompact when
+    no such trial exists."""
+    from sweep.select import default_pick, pick, select_rows
 
     if not rows:
         raise SweepError(f"study {study!r} has no trials")
@@ -178,22 +188,16 @@ def choose_trial(
         raise SweepError(f"study {study!r} has no complete trials to export")
     if max_error is not None or knee:
         return pick(candidates, max_error=max_error, knee=max_error is None)
-    increase = DEFAULT_MAX_INCREASE if max_increase is None else max_increase
-    baselines = [r for r in candidates if r.is_baseline and r.top1_error is not None]
-    if not baselines:
+    chosen = default_pick(rows, max_increase, allow_early_stopped)
+    if chosen.baseline is None:
         raise SweepError(
             f"study {study!r} has no complete baseline trial (penalty none) to measure --max-increase "
             "against; pick with --max-error, --knee or --trial"
         )
-    baseline = min(baselines, key=lambda r: (r.top1_error, r.number))
-    limit = baseline.top1_error + increase
-    chosen = pick(candidates, max_error=limit)
-    print(
-        f"export: the smallest network within {increase:g} point(s) of the baseline (trial {baseline.number}, "
-        f"{baseline.top1_error:.2f}% held-out error): trial {chosen.number}, {chosen.top1_error:.2f}%, "
-        f"{format_number(chosen.neurons)} neurons"
-    )
-    return chosen
+    if chosen.chosen is None:
+        raise NothingCompact(f"{chosen.reason}: name a trial with --trial, or allow more with --max-increase")
+    print(f"export: {chosen.describe()}")
+    return chosen.chosen
 
 
 def _numbered_trial(rows: list[Any], study: str, trial: int, allow_early_stopped: bool) -> Any:

@@ -1,5 +1,6 @@
 """Choosing networks from a study: the Pareto front and the picks that export and the dashboards show."""
 
+from sweep.select.default_pick import DEFAULT_MAX_INCREASE, DefaultPick, default_pick, removes_something
 from sweep.select.pareto import (
     dominates,
     front_ranks,
@@ -26,10 +27,13 @@ from sweep.study import close_study, default_storage, load_study_readonly, redac
 
 __all__ = [
     "COLUMN_LABELS",
+    "DEFAULT_MAX_INCREASE",
     "DEFAULT_OBJECTIVES",
+    "DefaultPick",
     "TrialRow",
     "all_rows",
     "close_study",
+    "default_pick",
     "default_storage",
     "dominates",
     "format_lam",
@@ -45,6 +49,7 @@ __all__ = [
     "pick_max_size",
     "recorded_columns",
     "redact",
+    "removes_something",
     "select_rows",
     "trial_rows",
     "with_lock_retries",

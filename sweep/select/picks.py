@@ -21,6 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.errors import SweepError
 from sweep.measure import widths_text
 from sweep.select import pareto
+from sweep.select.default_pick import DefaultPick, default_pick
+from sweep.select.text import format_lam, format_number
 from sweep.study import (
     StudyCounts,
     check_trial,
@@ -337,26 +339,14 @@ def pick(
     return qualifying[index]
 
 
-def format_number(value: float | None) -> str:
-    """Short human form: 570, 9999, 431080 -> 431k, 2290000 -> 2.29M, 0.63 (None/NaN -> '-')."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if float(value).is_integer():
-        number = abs(value)
-        for limit, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-            if number >= limit:
-                return f"{value / scale:.3g}{suffix}"
-        return f"{int(value)}"
-    return f"{value:.4g}"
-
-
-def format_lam(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def front_table(rows: Sequence[TrialRow], x: str, chosen: TrialRow | None = None) -> str:
-    """The front as an aligned text table, one line per trial."""
+def front_table(
+    rows: Sequence[TrialRow], x: str, chosen: TrialRow | None = None, default: DefaultPick | None = None
+) -> str:
+    """The front as an aligned text table, one line per trial; with ``default`` an ``export`` column
+    marks export's default pick and the baseline it is measured from."""
     header = ["trial", "penalty", "lambda", "error %", "neurons", "params", "FLOPs"]
+    if default is not None:
+        header.append("export")
     if x == "latency_ms":
         header.append("latency ms")
     header.append("widths (alive/full)")
@@ -372,6 +362,8 @@ def front_table(rows: Sequence[TrialRow], x: str, chosen: TrialRow | None = None
             format_number(row.params),
             format_number(row.flops),
         ]
+        if default is not None:
+            cells.append(_export_mark(row, default))
         if x == "latency_ms":
             cells.append(format_number(row.latency_ms))
         cells.append(
@@ -383,6 +375,14 @@ def front_table(rows: Sequence[TrialRow], x: str, chosen: TrialRow | None = None
         "  ".join([*(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)), line[-1]]).rstrip()
         for line in lines
     )
+
+
+def _export_mark(row: TrialRow, default: DefaultPick) -> str:
+    if default.chosen is not None and row.number == default.chosen.number:
+        return "pick"
+    if default.baseline is not None and row.number == default.baseline.number:
+        return "baseline"
+    return ""
 
 
 def pareto_command(study: str, storage: str | None, x: str, max_error: float | None, json: bool) -> int:
@@ -401,8 +401,9 @@ def pareto_command(study: str, storage: str | None, x: str, max_error: float | N
         )
     front_rows = front(rows, x=x)
     chosen = pick(rows, max_error=max_error, size=x) if max_error is not None else None
+    default = default_pick(everything)
     print(f"Pareto front of study {study!r}: top-1 error (held-out) against {x}")
-    print(front_table(front_rows, x, chosen))
+    print(front_table(front_rows, x, chosen, default))
     print(
         f"{len(front_rows)} of {counts['complete']} complete trials on the front "
         f"(not counted: {counts['early_stopped']} early-stopped, {counts['failed']} failed, "
@@ -413,9 +414,18 @@ def pareto_command(study: str, storage: str | None, x: str, max_error: float | N
             f"chosen, the smallest network by {x} with at most {max_error}% error: {_describe(chosen, x)}, "
             f"penalty {chosen.penalty}, lambda {format_lam(chosen.lam)}, widths {chosen.widths_text()}"
         )
+    print(f"export's default pick: {default.describe()}")
     if json:
+        band = default.summary()
         entries = [
-            dict(r.summary(), chosen=chosen is not None and r.number == chosen.number) for r in front_rows
+            dict(
+                r.summary(),
+                chosen=chosen is not None and r.number == chosen.number,
+                export_pick=r.number == band["pick"],
+                baseline=r.number == band["baseline"],
+                export_band=band,
+            )
+            for r in front_rows
         ]
         print(json_lib.dumps(entries, allow_nan=False))
     return 0

@@ -48,6 +48,7 @@ from sweep.measure import (
 )
 from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
 from sweep.train.checkpoint import save_checkpoint
+from sweep.train.rerun import recorded_trial_config
 from sweep.train.step import Teacher, TrainStep
 from sweep.train.weights import absolute_init, check_init, load_initial_weights
 
@@ -290,34 +291,35 @@ def final_metrics(
 
 
 def train_command(
-    model: str,
-    penalty: str,
-    lam: float,
-    alpha: float,
+    model: str | None,
+    penalty: str | None,
+    lam: float | None,
+    alpha: float | None,
     layers: str | None,
     epochs: int | None,
-    debias_epochs: int,
-    warmup_epochs: float,
+    debias_epochs: int | None,
+    warmup_epochs: float | None,
     batch_size: int | None,
     lr: float | None,
     random_shift: int | None,
     lr_policy: str | None,
-    device: str,
+    device: str | None,
     dataset: str | None,
     data_dir: str | None,
     subset: int | None,
-    seed: int,
+    seed: int | None,
     out: str,
     json: bool,
-    precision: str = "auto",
+    precision: str | None = None,
     init: str | None = None,
     input_size: int | None = None,
     distill: float | None = None,
     distill_temperature: float | None = None,
     lam_scaling: str | None = None,
+    from_trial: str | None = None,
+    config: str | None = None,
+    storage: str | None = None,
 ) -> int:
-    model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
-    check_writable_folder(out, "--out")
     given = {
         "init": absolute_init(init),
         "dataset": dataset,
@@ -342,7 +344,18 @@ def train_command(
         "distill_temperature": distill_temperature,
         "lam_scaling": lam_scaling,
     }
-    cfg, source = command_line_config(model, given)
+    if from_trial is not None or config is not None:  # a whole recorded config (sweep.train.rerun)
+        cfg, source = recorded_trial_config(from_trial, config, storage, model, given)
+        model = cfg.model
+        check_command_config(cfg)
+        check_writable_folder(out, "--out")
+    else:
+        if model is None:
+            raise SweepError("say what to train: MODEL, --from STUDY:TRIAL or --config FILE.json")
+        model = models.check(model)  # a reference's file made absolute, as the checkpoint records it
+        check_writable_folder(out, "--out")
+        given.update({k: v for k, v in OPTION_DEFAULTS.items() if given[k] is None})
+        cfg, source = command_line_config(model, given)
     compute = resolve_compute(cfg.device, cfg.precision)  # a GPU that is not there: refused before data
     distilled = (
         f"distilled from --init (share {cfg.distill:g}, T {cfg.distill_temperature:g}); "
@@ -384,12 +397,24 @@ def train_command(
     return 0
 
 
+# sweep train's defaults for the options that a --from or --config run takes from the recorded config
+OPTION_DEFAULTS: dict[str, Any] = {
+    "penalty": "group_lasso",
+    "lam": 1e-3,
+    "alpha": 0.5,
+    "debias_epochs": 0,
+    "warmup_epochs": 0.0,
+    "seed": 0,
+    "device": "auto",
+    "precision": "auto",
+}
+
+
 def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig, str]:
     """The model's search space's fixed settings (its training recipe) under the options given on the
     command line; TrialConfig's defaults where the model has no search space. Every setting is checked
     here, before any data is read."""
-    from sweep.space import load_space, space_path, unit_layers
-    from sweep.space import sizes as sizes_for
+    from sweep.space import load_space, space_path
 
     try:
         path: Path | None = space_path(model)
@@ -407,6 +432,19 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
     else:
         cfg = load_space(model, str(path), given.get("dataset")).trial_config({}, None, given)
         source = f"{path.name} + the command line"
+    check_command_config(cfg)
+    return cfg, source
+
+
+def check_command_config(cfg: TrialConfig) -> None:
+    """What ``sweep train`` checks of a config before any data is read: its settings, its init weights,
+    the layers it names and a nuclear penalty on a network it cannot act on."""
+    from sweep.space import sizes as sizes_for
+    from sweep.space import unit_layers
+
+    model = cfg.model
+    dataset = cfg.dataset or models.default_dataset(model)
+    cfg.validate(data.info(dataset).input_size if dataset in data.DATASETS else None)
     check_init(cfg.model, cfg.dataset or models.default_dataset(cfg.model), cfg.init, sweep=False)
     outside = models.is_external(model)  # a model from outside the package is built for the data
     sizes = sizes_for(cfg.dataset) if outside else {}
@@ -425,7 +463,6 @@ def command_line_config(model: str, given: dict[str, Any]) -> tuple[TrialConfig,
             cfg.lam,
             cfg.layer_scales,
         )
-    return cfg, source
 
 
 def _json_line(metrics: dict[str, Any]) -> str:
