@@ -44,7 +44,8 @@ def test_pareto_plot_draws_every_trial_without_js_errors(page: Path) -> None:
     with chromium_driver() as driver:
         driver.get(page.as_uri())
         wait_for_plots(driver)
-        expected = len(COMPLETE_NUMBERS) + 1 + 1  # finished trials, the early-stopped one, the paper's point
+        # finished trials, the early-stopped one, the paper's point, and the ring on export's default pick
+        expected = len(COMPLETE_NUMBERS) + 1 + 1 + 1
         assert driver.execute_script(COUNT_DATA_POINTS, "fig-pareto") == expected
         assert driver.execute_script(COUNT_DRAWN_POINTS, "fig-pareto") == expected
         drawn = driver.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
