@@ -5,6 +5,7 @@ runs from an empty folder: the shipped search spaces are package data, found fro
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,13 +20,18 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def unpacked_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = out / "source"  # what the wheel is built from, copied so the build leaves the checkout alone
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(CHECKOUT / name, source / name)
+    shutil.copytree(CHECKOUT / "sweep", source / "sweep", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(CHECKOUT),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-q",
