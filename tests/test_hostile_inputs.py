@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,7 @@ SPACES: dict[str, str | bytes] = {
     "shift.yaml": VALID + "fixed: {random_shift: 1000}\n",
     "layers_empty.yaml": VALID + "fixed: {layers: []}\n",
     "milestones.yaml": VALID + "fixed: {lr_milestones: [-1]}\n",
+    "big_step.yaml": "model: lenet\nsearch: {penalty: {choices: [l1]}, batch_size: {low: 1, high: 2, step: 5}}\n",
     "scale.yaml": VALID + "fixed: {layer_scales: {fc1: -2}}\n",
     "override.yaml": VALID + "budgets: {smoke: {trials: 1, epochs: 1, overrides: {momentum: -1}}}\n",
     "search_momentum.yaml": "model: lenet\nsearch: {penalty: {choices: [l1]}, momentum: {low: 0.5, high: 7.5}}\n",
@@ -440,7 +442,25 @@ FOLDER: list[tuple[list[str], str]] = [
     (["run", "lenet", "--input-size", "5000"], "input_size must be an integer in [4, 4096], got 5000"),
 ]
 
-ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT + OUTSIDE + FOLDER
+# What sweep must never destroy or take over, and limits that used to fail deep inside a library
+# (docs/security.md). {DBFILE}: the sample study's database file; {OTHERAPP}: another program's SQLite
+# database; {SPACES}/fifo: a named pipe.
+LONG = "s" * 5000
+TRUST: list[tuple[list[str], str]] = [
+    (["dashboard", STUDY, "--storage", "{DB}", "--out", "{DBFILE}"], "is the study database"),
+    (["dashboard", STUDY, "--storage", "{DB}", "--out", "{FILE}"], "not written by sweep"),
+    (["run", "lenet", "--storage", "sqlite:///{OTHERAPP}"], "tables"),
+    (["run", "lenet", "--study", STUDY, "--storage", "{DB}", "--resume"], "fingerprint"),
+    (["run", "cifar10_quick", "--study", STUDY, "--storage", "{DB}", "--resume"], "fingerprint"),
+    (["run", "lenet", "--cpus-per-trial", "0.00001"], "--cpus-per-trial"),
+    (["run", "lenet", "--space", "{SPACES}/fifo"], "not a regular file"),
+    (["run", "lenet", "--space", "{SPACES}/big_step.yaml"], "larger than the range"),
+    (["status", "--study", LONG, "--storage", "{DB}"], "study name"),
+    (["pareto", LONG, "--storage", "{DB}"], "study name"),
+    (["dashboard", LONG, "--storage", "{DB}"], "study name"),
+    (["export", LONG, "--storage", "{DB}"], "study name"),
+]
+ROWS = TRAIN + RUN + STATUS + PARETO + DASHBOARD + EXPORT + OUTSIDE + FOLDER + TRUST
 
 
 @pytest.fixture(scope="module")
@@ -461,6 +481,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         images, labels = mnist_like_arrays(n, 0)
         write_idx(root / "env-data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(root / "env-data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    os.mkfifo(spaces / "fifo")
+    with sqlite3.connect(root / "otherapp.db") as other:
+        other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
     (root / "empty").mkdir()
     (root / "file.txt").write_text("not a folder")
     (root / "zero.db").touch()
@@ -478,6 +501,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
         "root": str(root),
         "DB": storage,
+        "DBFILE": str(db),
+        "OTHERAPP": str(root / "otherapp.db"),
         "EMPTY": str(root / "empty"),
         "FILE": str(root / "file.txt"),
         "MISSING": str(root / "missing"),
@@ -488,7 +513,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _fill(text: str, world: dict[str, str]) -> str:
-    for key in ("DB", "EMPTY", "FILE", "MISSING", "SPACES", "FOLDERS"):
+    for key in ("DBFILE", "DB", "EMPTY", "FILE", "MISSING", "SPACES", "FOLDERS", "OTHERAPP"):
         text = text.replace("{" + key + "}", world[key])
     return text
 
