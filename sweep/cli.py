@@ -162,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LAM_SCALINGS,
         help="rms: each layer's lambda times its channels' RMS at the start over the network's (default: uniform)",
     )
+    p.add_argument(
+        "--method",
+        choices=["prox", "magnitude"],  # sweep.config.trial.METHODS
+        help="magnitude: zero the --prune-ratio smallest channels of the start weights, then fine-tune "
+        "(default: prox)",
+    )
+    p.add_argument(
+        "--prune-ratio", type=number(), help="magnitude: share of channels pruned, in [0, 1) (default: 0.5)"
+    )
+    p.add_argument("--importance", choices=["l1", "l2"], help="magnitude: channel norm (default: l1)")
+    p.add_argument(
+        "--scope", choices=["local", "global"], help="magnitude: ratio per group or over all (default: local)"
+    )
     # Training-recipe options default to the model's search space (its `fixed` settings).
     p.add_argument("--batch-size", type=int, help="default: the model's search space, else 64")
     p.add_argument("--lr", type=number(), help="default: the model's search space, else 0.01")

@@ -20,15 +20,17 @@ class Range:
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
 
     def contains(self, value: float) -> bool:
         above = self.low is None or (value > self.low if self.open_low else value >= self.low)
-        return above and (self.high is None or value <= self.high)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
 
     def interval(self) -> str:
         low = "-inf" if self.low is None else _bound(self.low)
         high = "inf" if self.high is None else _bound(self.high)
-        return f"{'(' if self.open_low else '['}{low}, {high}{')' if self.high is None else ']'}"
+        return f"{'(' if self.open_low else '['}{low}, {high}{')' if self.high is None or self.open_high else ']'}"
 
     def describe(self) -> str:
         """What a value must be, for messages: "a number >= 0", "in [0, 1]", "an integer in [1, 64]"."""
@@ -69,6 +71,7 @@ FIELD_RANGES: dict[str, Range] = {
     "input_size": Range("int", 4, 4096),  # pixels per image side
     "distill": Range("float", 0.0, 1.0),
     "distill_temperature": Range("float", 0.0, open_low=True),
+    "prune_ratio": Range("float", 0.0, 1.0, open_high=True),  # a group keeps one channel at least
 }
 
 

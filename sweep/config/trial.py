@@ -19,6 +19,11 @@ LR_POLICIES = ("constant", "inv", "multistep", "cosine")
 LAM_SCALINGS = ("uniform", "rms")
 # auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# prox: the penalty's proximal step prunes while training; magnitude: one-shot pruning of the starting
+# weights by channel magnitude to prune_ratio, then fine-tuning with the pruned channels held at zero
+METHODS = ("prox", "magnitude")
+IMPORTANCES = ("l1", "l2")  # magnitude: the norm of a channel's producers that ranks it
+SCOPES = ("local", "global")  # magnitude: the same ratio in every group, or one threshold over all
 INIT_BASELINE = "baseline"  # init: the study's baseline trial's weights (sweep run resolves it)
 
 
@@ -63,6 +68,10 @@ class TrialConfig:
     num_workers: int = 0
     eval_test: bool = True  # also measure top-1 error on the test split at the end
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
+    method: str = "prox"  # one of METHODS; magnitude ignores penalty and lam (sweep.sparsity.magnitude)
+    prune_ratio: float = 0.5  # magnitude: share of the constrained channels zeroed at the start
+    importance: str = "l1"  # magnitude: one of IMPORTANCES
+    scope: str = "local"  # magnitude: one of SCOPES
 
     def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
         """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
@@ -89,6 +98,9 @@ class TrialConfig:
         one_of("lr_policy", self.lr_policy, LR_POLICIES)
         one_of("lam_scaling", self.lam_scaling, LAM_SCALINGS)
         one_of("precision", self.precision, PRECISIONS)
+        one_of("method", self.method, METHODS)
+        one_of("importance", self.importance, IMPORTANCES)
+        one_of("scope", self.scope, SCOPES)
         text("model", self.model)
         text("dataset", self.dataset, optional=True)
         text("data_dir", self.data_dir, optional=True)
@@ -161,6 +173,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(TrialConfig)
     if f.name in ("random_flip", "input_size", "distill", "distill_temperature", "lam_scaling")
+    or f.name in ("method", "prune_ratio", "importance", "scope")
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (
@@ -172,4 +185,8 @@ PENALTY_KEYS = (
     "warmup_epochs",
     "distill",
     "distill_temperature",
+    "method",  # the baseline is trained, never pruned
+    "prune_ratio",
+    "importance",
+    "scope",
 )

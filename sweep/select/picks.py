@@ -101,6 +101,14 @@ class TrialRow:
     def is_baseline(self) -> bool:
         return self.penalty == "none"
 
+    @property
+    def penalty_label(self) -> str:
+        """The penalty, or a magnitude trial's pruning ("magnitude 0.50 local"), for tables."""
+        if self.penalty == "magnitude":
+            ratio = _float(self.config.get("prune_ratio"))
+            return f"magnitude {ratio or 0:.2f} {self.config.get('scope', 'local')}"
+        return str(self.penalty or "-")
+
     def full_size(self, column: str) -> float | None:
         """The unpruned network's size in ``column`` (neurons, params or flops), when recorded."""
         if column == "neurons":
@@ -177,13 +185,16 @@ def row_from_trial(
     if error is None and trial.state == TrialState.PRUNED and trial.intermediate_values:
         error = _float(trial.intermediate_values[max(trial.intermediate_values)])
     penalty = config.get("penalty", params.get("penalty"))
+    if config.get("method", params.get("method")) == "magnitude":  # no penalty, and not the baseline
+        penalty = "magnitude"
+    lam = None if penalty == "magnitude" else _float(config.get("lam", params.get("lam")))
     alpha = _float(config.get("alpha", params.get("alpha"))) if penalty == "sparse_group_lasso" else None
     epochs = attrs.get("epochs")
     return TrialRow(
         number=trial.number,
         state=trial.state.name,
         penalty=penalty,
-        lam=0.0 if penalty == "none" else _float(config.get("lam", params.get("lam"))),
+        lam=0.0 if penalty == "none" else lam,
         alpha=alpha,
         top1_error=error,
         test_top1_error=number("test_top1_error"),
@@ -355,7 +366,7 @@ def front_table(
         mark = "*" if chosen is not None and row.number == chosen.number else ""
         cells = [
             f"{row.number}{mark}",
-            str(row.penalty or "-"),
+            row.penalty_label,
             format_lam(row.lam),
             "-" if row.top1_error is None else f"{row.top1_error:.2f}",
             format_number(row.neurons),
@@ -412,7 +423,7 @@ def pareto_command(study: str, storage: str | None, x: str, max_error: float | N
     if chosen is not None:
         print(
             f"chosen, the smallest network by {x} with at most {max_error}% error: {_describe(chosen, x)}, "
-            f"penalty {chosen.penalty}, lambda {format_lam(chosen.lam)}, widths {chosen.widths_text()}"
+            f"penalty {chosen.penalty_label}, lambda {format_lam(chosen.lam)}, widths {chosen.widths_text()}"
         )
     print(f"export's default pick: {default.describe()}")
     if json:

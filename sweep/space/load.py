@@ -18,9 +18,12 @@ from typing import Any
 from sweep.config import (
     DEFAULT_OBJECTIVES,
     FIELD_RANGES,
+    IMPORTANCES,
     LAM_SCALINGS,
+    METHODS,
     OBJECTIVE_NAMES,
     PENALTY_NAMES,
+    SCOPES,
     Range,
     TrialConfig,
 )
@@ -59,6 +62,10 @@ SEARCH_KEYS: dict[str, str] = {
     "lr_power": "float",
     "batch_size": "int",
     "input_size": "int",
+    "method": "str",  # magnitude pruning's settings (sweep.sparsity.magnitude)
+    "prune_ratio": "float",
+    "importance": "str",
+    "scope": "str",
 }
 RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
 DIST_KEYS = ("low", "high", "log", "step", "choices")
@@ -327,12 +334,14 @@ class _SpaceParser:
                 out[key] = self.layer_sets(item, where)
             else:
                 out[key] = self.distribution(item, where, kind, rule)
-        for i, name in enumerate(out["lam_scaling"].choices if "lam_scaling" in out else ()):
-            if name not in LAM_SCALINGS:
-                raise self.fail(
-                    f"{at}.lam_scaling.choices[{i}]",
-                    f"unknown lambda scaling {quote(name)}; allowed: {', '.join(LAM_SCALINGS)}",
-                )
+        names = {"lam_scaling": LAM_SCALINGS, "method": METHODS, "importance": IMPORTANCES, "scope": SCOPES}
+        for key, allowed in names.items():
+            for i, name in enumerate(out[key].choices if key in out else ()):
+                if name not in allowed:
+                    label = "lambda scaling" if key == "lam_scaling" else key
+                    raise self.fail(
+                        f"{at}.{key}.choices[{i}]", f"unknown {label} {quote(name)}; allowed: {', '.join(allowed)}"
+                    )
         penalty = out["penalty"]
         if penalty.kind != "categorical":
             raise self.fail("search.penalty", f"must be {{choices: [...]}} over {', '.join(PENALTY_NAMES)}")

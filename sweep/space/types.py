@@ -176,6 +176,8 @@ class SearchSpace:
             take("warmup_epochs")
             take("distill")
             take("distill_temperature")
+            for key in ("method", "prune_ratio", "importance", "scope"):  # magnitude pruning's
+                take(key)
         for key in self.search:
             if key not in params and key not in (*PENALTY_KEYS, "penalty") and "." not in key:
                 take(key)
@@ -232,7 +234,7 @@ class SearchSpace:
                 values[key] = value
         values["layer_scales"] = scales
         if values.get("penalty") == "none":  # the baseline: no penalty, so lambda is 0, not a default
-            values.update(lam=0.0, layers=None, layer_scales={}, lam_scaling="uniform")
+            values.update(lam=0.0, layers=None, layer_scales={}, lam_scaling="uniform", method="prox")
             if values.get("init") == INIT_BASELINE:  # it is what the others start from: trained afresh
                 values.update(init=None, distill=0.0)
                 if budget is not None and self.budget(budget).baseline_epochs:

@@ -12,6 +12,7 @@ from sweep.sparsity.compact import (
     masked,
 )
 from sweep.sparsity.groups import NeuronGroups, alive_masks, alive_widths, neuron_groups
+from sweep.sparsity.magnitude import magnitude_prune_
 from sweep.sparsity.penalties import PENALTIES, Nuclear, Penalty, make_penalty
 from sweep.sparsity.prox import DeadMask, ProxStep, rms_scales
 
@@ -32,6 +33,7 @@ __all__ = [
     "layer_widths",
     "logits_difference",
     "low_rank_layers",
+    "magnitude_prune_",
     "make_penalty",
     "masked",
     "neuron_groups",

@@ -23,8 +23,12 @@ BASELINE_ATTR = "sweep_baseline"  # user attribute that marks a study's unconstr
 
 def is_baseline(trial: FrozenTrial | optuna.Trial) -> bool:
     """Whether ``trial`` is the study's unconstrained baseline: enqueued with the ``sweep_baseline``
-    mark (it samples no penalty), or, in a study begun before that mark, one that took penalty none."""
-    return bool(trial.user_attrs.get(BASELINE_ATTR)) or trial.params.get("penalty") == "none"
+    mark (it samples no penalty), or, in a study begun before that mark, one that took penalty none (and
+    no other method: a magnitude trial is pruned, not the baseline)."""
+    if bool(trial.user_attrs.get(BASELINE_ATTR)):
+        return True
+    method = trial.params.get("method", (trial.user_attrs.get("config") or {}).get("method", "prox"))
+    return trial.params.get("penalty") == "none" and method == "prox"  # a magnitude trial has no penalty
 
 
 def trial_params(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:

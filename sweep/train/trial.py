@@ -46,7 +46,7 @@ from sweep.measure import (
     top1_error,
     widths_text,
 )
-from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
+from sweep.sparsity import DeadMask, ProxStep, magnitude_prune_, make_penalty, neuron_groups
 from sweep.train.checkpoint import save_checkpoint
 from sweep.train.rerun import recorded_trial_config
 from sweep.train.step import Teacher, TrainStep
@@ -160,7 +160,11 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         )
     # after init: the rms scaling measures the network the penalty starts from
     prox = ProxStep(
-        constrained, make_penalty(cfg.penalty, cfg.alpha), cfg.lam, cfg.layer_scales, cfg.lam_scaling
+        constrained,
+        make_penalty(cfg.penalty, cfg.alpha),
+        cfg.lam if cfg.method == "prox" else 0.0,  # a magnitude trial has no penalty
+        cfg.layer_scales,
+        cfg.lam_scaling,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -171,8 +175,11 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     total_iters = iters_per_epoch * cfg.epochs
     warmup_iters = cfg.warmup_epochs * iters_per_epoch
     sparse_epochs = cfg.epochs - cfg.debias_epochs
-    use_prox = cfg.penalty != "none" and cfg.lam > 0
+    use_prox = cfg.method == "prox" and cfg.penalty != "none" and cfg.lam > 0
     mask: DeadMask | None = None
+    if cfg.method == "magnitude":  # one-shot pruning, then fine-tuning with the pruned channels held at 0
+        magnitude_prune_(constrained, cfg.prune_ratio, cfg.importance, cfg.scope)
+        mask = DeadMask(neuron_groups(model))
     history: list[dict[str, Any]] = []
     it = 0
     # The debias phase restarts the learning-rate schedule (it fine-tunes a new network), so then each
@@ -222,7 +229,7 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         error, holdout_loss = top1_error(model, splits.holdout.batches(eval_batch), device, compute)
         metrics = {
             "epoch": epoch + 1,
-            "phase": "debias" if mask is not None else "sparse",
+            "phase": "finetune" if cfg.method != "prox" else "debias" if mask is not None else "sparse",
             "loss": round(train_loss, 6),
             "holdout_loss": round(holdout_loss, 6),
             "top1_error": error,
@@ -254,6 +261,12 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         if report is not None:
             report(metrics, str(out))
     return metrics
+
+
+def method_text(cfg: TrialConfig) -> str:
+    if cfg.method == "magnitude":
+        return f"magnitude pruning {cfg.prune_ratio:.2f} {cfg.scope} ({cfg.importance}), then fine-tuning"
+    return f"penalty {cfg.penalty}, lambda {cfg.lam:g}{' scaled by layer RMS' if cfg.lam_scaling == 'rms' else ''}"
 
 
 def eval_batch_size(compute: Compute) -> int:
@@ -316,6 +329,10 @@ def train_command(
     distill: float | None = None,
     distill_temperature: float | None = None,
     lam_scaling: str | None = None,
+    method: str | None = None,
+    prune_ratio: float | None = None,
+    importance: str | None = None,
+    scope: str | None = None,
     from_trial: str | None = None,
     config: str | None = None,
     storage: str | None = None,
@@ -343,6 +360,7 @@ def train_command(
         "distill": distill,
         "distill_temperature": distill_temperature,
         "lam_scaling": lam_scaling,
+        **{"method": method, "prune_ratio": prune_ratio, "importance": importance, "scope": scope},
     }
     if from_trial is not None or config is not None:  # a whole recorded config (sweep.train.rerun)
         cfg, source = recorded_trial_config(from_trial, config, storage, model, given)
@@ -363,8 +381,7 @@ def train_command(
         else ""
     )
     print(
-        f"sweep train {model}: penalty {cfg.penalty}, lambda {cfg.lam:g}"
-        f"{' scaled by layer RMS' if cfg.lam_scaling == 'rms' else ''}, {cfg.epochs} epochs "
+        f"sweep train {model}: {method_text(cfg)}, {cfg.epochs} epochs "
         f"({cfg.debias_epochs} debias), batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_policy}); "
         f"{distilled}{compute.device}, {compute.precision}; settings from {source}; checkpoint in {out}",
         flush=True,
