@@ -51,7 +51,8 @@ from bench.paper_run import (  # noqa: E402
 )
 from sweep.errors import SweepError  # noqa: E402
 from sweep.measure import BYTES_PER_PARAM, PAPER_TABLE1, PaperResult  # noqa: E402
-from sweep.select import TrialRow, close_study, front, load_study_readonly, pick, trial_rows  # noqa: E402
+from sweep.select import TrialRow, front, pick, trial_rows  # noqa: E402
+from sweep.study import close_study, load_study_readonly  # noqa: E402
 
 MIB = 2**20  # memory in float32 MiB, as the paper counts it (431,080 x 0.92 x 4 bytes = 1.51)
 MARGINS = (0.1, 0.5)  # points of held-out error above our baseline, rows (b) and (c)

@@ -16,7 +16,8 @@ from typing import Any
 
 from bench.paper_results import Choice, ModelResult
 from sweep.errors import SweepError
-from sweep.select import TrialRow, close_study, load_study_readonly
+from sweep.select import TrialRow
+from sweep.study import close_study, load_study_readonly
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -43,7 +43,8 @@ if str(ROOT) not in sys.path:
 
 from sweep.errors import SweepError  # noqa: E402
 from sweep.select import pareto  # noqa: E402
-from sweep.select.picks import TrialRow, all_rows, close_study, load_study_readonly, pick, select_rows  # noqa: E402
+from sweep.select.picks import TrialRow, all_rows, pick, select_rows  # noqa: E402
+from sweep.study import close_study, load_study_readonly  # noqa: E402
 from sweep.study.create import tpe_startup_trials  # noqa: E402
 
 T = TypeVar("T")

@@ -14,7 +14,8 @@ from sample_study import DISTRIBUTIONS, STUDY, TRIALS, _attrs, make_study
 from sweep.cli import main
 from sweep.dashboards import load_study_data, pareto_info, render_html
 from sweep.dashboards.pareto_plot import EXPORT_PICK, draw_pareto
-from sweep.select import all_rows, close_study, default_pick, load_study_readonly
+from sweep.select import all_rows, default_pick
+from sweep.study import close_study, load_study_readonly
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

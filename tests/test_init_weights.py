@@ -21,8 +21,8 @@ from sweep.errors import SweepError
 from sweep.export import choose_trial
 from sweep.export.command import NothingCompact
 from sweep.search import run_command
-from sweep.select import all_rows, close_study, load_study_readonly
-from sweep.study import is_baseline
+from sweep.select import all_rows
+from sweep.study import close_study, is_baseline, load_study_readonly
 from sweep.train import Teacher, load_checkpoint, load_initial_weights, save_checkpoint
 
 TRAIN_IMAGES = 300

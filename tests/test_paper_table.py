@@ -30,7 +30,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from sample_study import lenet_params
 
-from sweep.select import load_study_readonly, trial_rows
+from sweep.select import trial_rows
+from sweep.study import load_study_readonly
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "paper.py"
 

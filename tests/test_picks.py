@@ -17,8 +17,8 @@ from sample_study import COMPLETE_NUMBERS, FRONT_NUMBERS, STUDY, deep_study, mak
 
 from sweep.cli import main
 from sweep.errors import SweepError
-from sweep.select import all_rows, front, load_study_readonly, pick, trial_rows
-from sweep.study import BASELINE_ATTR
+from sweep.select import all_rows, front, pick, trial_rows
+from sweep.study import BASELINE_ATTR, load_study_readonly
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

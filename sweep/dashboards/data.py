@@ -8,23 +8,28 @@ from dataclasses import dataclass, field
 
 import optuna
 
+from sweep.config import DEFAULT_OBJECTIVES
 from sweep.measure import PAPER_TABLE1, PaperResult
 from sweep.select import (
     COLUMN_LABELS,
-    DEFAULT_OBJECTIVES,
     DefaultPick,
     TrialRow,
     all_rows,
-    close_study,
     default_pick,
     format_lam,
     format_number,
     front,
-    load_study_readonly,
     recorded_columns,
+)
+from sweep.study import (
+    StudyCounts,
+    close_study,
+    load_study_readonly,
+    objective_names,
+    print_warning,
+    study_text,
     with_lock_retries,
 )
-from sweep.study import StudyCounts, objective_names, print_warning, study_text
 
 PENALTY_COLORS = {
     "l1": "#1f77b4",

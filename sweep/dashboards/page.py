@@ -26,8 +26,8 @@ from sweep.dashboards.layers_plot import DEEP, draw_layer_widths, layer_widths_i
 from sweep.dashboards.pareto_plot import draw_pareto, pareto_info
 from sweep.errors import SweepError, first_line, one_line
 from sweep.files import GENERATOR_META, atomic_write_text, check_replaceable
-from sweep.select import close_study, default_storage, format_lam, format_number, load_study_readonly
-from sweep.study import check_read_name, sqlite_file
+from sweep.select import format_lam, format_number
+from sweep.study import check_read_name, close_study, default_storage, load_study_readonly, sqlite_file
 
 REFRESH_SECONDS = 30
 REQUEST_TIMEOUT_S = 20  # a client that sends nothing for this long is dropped

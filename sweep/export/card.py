@@ -27,7 +27,7 @@ def build_card(
     errors: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything a user checks about the export: source, input, sizes, errors, latency."""
-    from sweep.select import redact
+    from sweep.study import redact
 
     cfg, dense = ckpt.config, ckpt.model
     before, after = measure(dense, dense.input_size).as_dict(), measure(small, small.input_size).as_dict()

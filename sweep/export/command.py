@@ -48,7 +48,8 @@ def export_command(
 ) -> int:
     """``sweep export STUDY``: write the chosen trial as a compact network; see the module docstring."""
     from sweep.data import datasets as data
-    from sweep.select import all_rows, close_study, default_storage, load_study_readonly
+    from sweep.select import all_rows
+    from sweep.study import close_study, default_storage, load_study_readonly
 
     formats = _parse_formats(format)
     if finetune < 0:

@@ -51,7 +51,6 @@ from sweep.study import (
     count_run,
     counts_line,
     create_or_resume,
-    display_url,
     driver_identity,
     enqueue_missing,
     grid_points,
@@ -60,6 +59,7 @@ from sweep.study import (
     make_sampler,
     open_storage,
     reconcile,
+    redact,
     resolve_storage,
     study_lock,
     summary_lines,
@@ -129,7 +129,7 @@ def run_command(
         max_failures=max_failures,
     )
     url = resolve_storage(storage)
-    print(f"storage: {display_url(url)}", flush=True)
+    print(f"storage: {redact(url)}", flush=True)
     default_space = space_default.announce(plan.space)  # a model from outside, without a file
     if default_space:
         print(default_space, flush=True)
@@ -225,7 +225,7 @@ def _run_study(
             outcomes = _fit(plan, opened.study, rdb, remaining, seed, fault, until)
     print_run_line(outcomes, started)
     try:
-        summary = summary_lines(load_existing(rdb, plan.name), display_url(url))
+        summary = summary_lines(load_existing(rdb, plan.name), redact(url))
     except (SweepError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
         summary = []  # the fault below says why
     for line in summary:

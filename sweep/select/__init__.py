@@ -12,7 +12,6 @@ from sweep.select.pareto import (
 )
 from sweep.select.picks import (
     COLUMN_LABELS,
-    DEFAULT_OBJECTIVES,
     TrialRow,
     all_rows,
     format_lam,
@@ -23,18 +22,14 @@ from sweep.select.picks import (
     select_rows,
     trial_rows,
 )
-from sweep.study import close_study, default_storage, load_study_readonly, redact, with_lock_retries
 
 __all__ = [
     "COLUMN_LABELS",
     "DEFAULT_MAX_INCREASE",
-    "DEFAULT_OBJECTIVES",
     "DefaultPick",
     "TrialRow",
     "all_rows",
-    "close_study",
     "default_pick",
-    "default_storage",
     "dominates",
     "format_lam",
     "format_number",
@@ -42,15 +37,12 @@ __all__ = [
     "front_ranks",
     "hypervolume",
     "knee_index",
-    "load_study_readonly",
     "pareto_mask",
     "pick",
     "pick_max_error",
     "pick_max_size",
     "recorded_columns",
-    "redact",
     "removes_something",
     "select_rows",
     "trial_rows",
-    "with_lock_retries",
 ]

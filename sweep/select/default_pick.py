@@ -73,19 +73,12 @@ class DefaultPick:
         }
 
 
-def _finished(row: TrialRow, allow_early_stopped: bool) -> bool:
-    """``sweep.select.picks.select_rows``'s rule: complete and fully trained; early-stopped when allowed."""
-    if row.early_stopped:
-        return allow_early_stopped and row.state in ("COMPLETE", "PRUNED")
-    return row.state == "COMPLETE"
-
-
 def default_pick(
     rows: Sequence[TrialRow], max_increase: float | None = None, allow_early_stopped: bool = False
 ) -> DefaultPick:
     """Export's default pick among ``rows`` (any states: the complete, fully trained ones are used)."""
     increase = DEFAULT_MAX_INCREASE if max_increase is None else max_increase
-    candidates = [r for r in rows if _finished(r, allow_early_stopped)]
+    candidates = [r for r in rows if r.selected(allow_early_stopped)]
     baselines = [r for r in candidates if r.is_baseline and r.top1_error is not None]
     if not baselines:
         return DefaultPick(

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.config import DEFAULT_OBJECTIVES
 from sweep.errors import SweepError
 from sweep.measure import widths_text
 from sweep.select import pareto
@@ -34,7 +35,6 @@ from sweep.study import (
     with_lock_retries,
 )
 
-DEFAULT_OBJECTIVES = ("top1_error", "neurons")
 # Numeric columns a row can be compared on (objectives or recorded user attributes).
 COLUMNS = ("top1_error", "test_top1_error", "neurons", "params", "flops", "latency_ms", "memory_mb")
 COLUMN_LABELS = {
@@ -114,6 +114,14 @@ class TrialRow:
         if column == "neurons":
             return float(sum(self.widths_full.values())) if self.widths_full else None
         return {"params": self.params_full, "flops": self.flops_full}.get(column)
+
+    def selected(self, include_early_stopped: bool = False, include_failed: bool = False) -> bool:
+        """Complete and fully trained; early-stopped (complete or pruned) and failed rows when asked."""
+        if self.state == "FAIL":
+            return include_failed
+        if self.early_stopped:
+            return include_early_stopped and self.state in ("COMPLETE", "PRUNED")
+        return self.state == "COMPLETE"
 
     @property
     def has_empty_layer(self) -> bool:
@@ -233,17 +241,7 @@ def select_rows(
     rows: Sequence[TrialRow], include_early_stopped: bool = False, include_failed: bool = False
 ) -> list[TrialRow]:
     """Complete, fully trained rows, plus early-stopped and failed ones when asked."""
-    keep = []
-    for row in rows:
-        if row.state == "FAIL":
-            ok = include_failed
-        elif row.early_stopped:
-            ok = include_early_stopped and row.state in ("COMPLETE", "PRUNED")
-        else:
-            ok = row.state == "COMPLETE"
-        if ok:
-            keep.append(row)
-    return keep
+    return [row for row in rows if row.selected(include_early_stopped, include_failed)]
 
 
 def trial_rows(
@@ -267,10 +265,6 @@ def check_columns(rows: Sequence[TrialRow], columns: Sequence[str]) -> None:
             raise SweepError(f"no trial records {column!r}; recorded columns: {have}")
 
 
-def _is_candidate(row: TrialRow) -> bool:
-    return row.state == "COMPLETE" and not row.early_stopped
-
-
 def front(
     rows: Sequence[TrialRow], x: str = "neurons", y: str = "top1_error", z: str | None = None
 ) -> list[TrialRow]:
@@ -283,7 +277,7 @@ def front(
     if not rows:
         return []
     check_columns(rows, columns)
-    candidates = [r for r in rows if _is_candidate(r)]
+    candidates = [r for r in rows if r.selected()]
     points = np.array([[r.value(c) for c in columns] for r in candidates], dtype=float)
     mask = pareto.pareto_mask(points.reshape(len(candidates), len(columns)))
     chosen = [r for r, on in zip(candidates, mask, strict=True) if on]
@@ -316,7 +310,7 @@ def pick(
     if max_error is None and max_neurons is None and max_params is None and not knee:
         raise SweepError("say what to pick: a maximum error, a maximum size or the knee")
     check_columns(rows, ["top1_error", size])
-    usable = [r for r in rows if _is_candidate(r) and not r.has_empty_layer and r.top1_error is not None]
+    usable = [r for r in rows if r.selected() and not r.has_empty_layer and r.top1_error is not None]
     if not usable:
         raise SweepError("no complete, fully trained trial with every layer alive to pick from")
     limits = [

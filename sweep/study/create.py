@@ -180,13 +180,6 @@ def write_trial_attrs(storage: optuna.storages.BaseStorage, trial_id: int, attrs
         storage.set_trial_user_attr(trial_id, key, jsonable(value))
 
 
-def fail_trial(
-    storage: optuna.storages.BaseStorage, trial_id: int, reason: str, attrs: dict | None = None
-) -> None:
-    write_trial_attrs(storage, trial_id, {**(attrs or {}), "fail_reason": reason})
-    storage.set_trial_state_values(trial_id, TrialState.FAIL)
-
-
 # ------------------------------------------------------------------------------------------ sampling
 
 

@@ -83,9 +83,6 @@ def redact(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-display_url = redact  # the name `run` and `status` print the storage under (sweep.search uses it)
-
-
 def check_read_name(name: str) -> str:
     """Refuse a study name no study can have (longer than Optuna's column) in one short line."""
     if len(name) > STUDY_NAME_MAX:
@@ -256,7 +253,7 @@ def readonly_engine(url: str) -> tuple[str, dict[str, Any]]:
 def _writing_engine(url: str, create: bool) -> tuple[str, dict[str, Any]]:
     """URL and engine options that open the (resolved) ``url`` for writing; SweepError for an in-memory
     database, a missing folder or (``create=False``) a missing file."""
-    shown = display_url(url)
+    shown = redact(url)
     parsed = sqlalchemy.engine.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -328,7 +325,7 @@ def open_storage(
             with storage.engine.connect() as conn:  # persistent: every later connection uses WAL
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, ValueError, RuntimeError) as err:
-        raise SweepError(f"cannot open storage {display_url(url)}: {first_line(err)}") from None
+        raise SweepError(f"cannot open storage {redact(url)}: {first_line(err)}") from None
     return storage
 
 
