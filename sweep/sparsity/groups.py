@@ -13,6 +13,7 @@ the prox, momentum reset and the debias mask work per channel over all of a grou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -104,23 +105,33 @@ class NeuronGroups:
         return int(self.sizes.max())
 
     def sq_norms(self, bn_only: bool = False) -> torch.Tensor:
-        """||w_g||^2 per channel (over the BatchNorm slices only, with ``bn_only``). A whole first slice
-        starts the sum (0 + x is x, so the same values as from zeros, with two ops fewer on a path the
-        prox takes every step)."""
+        """||w_g||^2 per channel (over the BatchNorm slices only, with ``bn_only``)."""
+        return self._per_channel(lambda rows: torch.linalg.vector_norm(rows, dim=1).square_(), bn_only)
+
+    def l1_norms(self) -> torch.Tensor:
+        """||w_g||_1 per channel: the sum of the absolute values of everything that produces it."""
+        return self._per_channel(lambda rows: rows.abs().sum(dim=1))
+
+    def _per_channel(
+        self, per_row: Callable[[torch.Tensor], torch.Tensor], bn_only: bool = False
+    ) -> torch.Tensor:
+        """``per_row`` of each slice's rows (a new tensor), summed per channel over the slices. A whole
+        first slice starts the sum (0 + x is x, so the same values as from zeros, with two ops fewer on a
+        path the prox takes every step)."""
         out: torch.Tensor | None = None
         for s in self.slices:
             if bn_only and not s.bn:
                 continue
-            sq = torch.linalg.vector_norm(s.view(), dim=1).square_()
+            values = per_row(s.view())
             if s.channels is None and out is None:
-                out = sq
+                out = values
                 continue
             if out is None:
                 out = torch.zeros(self.width, dtype=self.sizes.dtype, device=self.sizes.device)
             if s.channels is None:
-                out += sq
+                out += values
             else:
-                out.index_add_(0, s.channels, sq)
+                out.index_add_(0, s.channels, values.to(out.dtype))
         return out if out is not None else torch.zeros_like(self.sizes)
 
     def abs_sum(self) -> torch.Tensor:

@@ -24,16 +24,7 @@ from sweep.sparsity.groups import NeuronGroups
 
 def channel_importance(group: NeuronGroups, importance: str) -> torch.Tensor:
     """Per channel of ``group``: the L1 norm (``l1``) or the L2 norm (``l2``) of its producers' rows."""
-    if importance == "l2":
-        return group.sq_norms().sqrt()
-    out = torch.zeros(group.width, dtype=group.sizes.dtype, device=group.sizes.device)
-    for s in group.slices:
-        sums = s.view().abs().sum(dim=1).to(out.dtype)
-        if s.channels is None:
-            out += sums
-        else:
-            out.index_add_(0, s.channels, sums)
-    return out
+    return group.sq_norms().sqrt() if importance == "l2" else group.l1_norms()
 
 
 def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
