@@ -21,10 +21,8 @@ from sweep.errors import SweepError
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
-
 class GPUMemoryError(SweepError):
     """The trial ran out of GPU memory (too many trials packed on one GPU, or too large a batch)."""
-
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,7 +48,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-
 def resolve_precision(name: str, device: torch.device) -> str:
     """The precision a trial on ``device`` computes in: bf16, fp16 or fp32."""
     cuda = device.type == "cuda"
@@ -67,7 +64,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in DTYPES:
         raise SweepError(f"precision must be one of auto, {', '.join(DTYPES)}, got {name!r}")
     return name
-
 
 
 @dataclass
@@ -106,19 +102,15 @@ class Compute:
         return {"gpu_memory_mb": round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)}
 
 
-
 def resolve_compute(device_name: str, precision: str) -> Compute:
     device = resolve_device(device_name)
     return Compute(device, resolve_precision(precision, device), channels_last=device.type == "cuda")
 
 
-
 _ASKED = re.compile(r"[Tt]ried to allocate ([0-9.]+) (B|KiB|MiB|GiB|TiB)")
 
 
-
 _UNITS = {"B": 2**-20, "KiB": 2**-10, "MiB": 1.0, "GiB": 2**10, "TiB": 2**20}
-
 
 
 def out_of_memory(message: str, device: torch.device | None = None) -> GPUMemoryError:

@@ -210,9 +210,7 @@ FASHION_CLASSES = (
 )
 
 
-
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
 
 
 def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:

@@ -262,14 +262,12 @@ def _holdout_size(name: str, available: int, holdout: int | None, default: int) 
     return holdout
 
 
-
 def _check_subset(name: str, subset: int | None, available: int, source: Path) -> None:
     if subset is not None and not 2 <= subset <= available:
         raise SweepError(
             f"subset must be between 2 and {available} for {name} (its training images in {source}; "
             f"at least one is held out), got {subset}"
         )
-
 
 
 def _cut_holdout(pool: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -39,7 +39,6 @@ class ChainNet(Net):
         return out
 
 
-
 def flat_features(layers: list[tuple[str, nn.Module]], input_size: tuple[int, int, int]) -> int:
     """Size of the flattened feature map that ``layers`` (the conv part) produce for ``input_size``."""
     with torch.no_grad():

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "sweep.models"
 ARGUMENTS = ("num_classes", "in_channels", "input_size")
 DEFAULT_SIZE = (3, 32, 32)  # what the function is called with when no dataset is known
-FORMS = "MODULE:FUNCTION or FILE.py:FUNCTION (a function returning an nn.Module), torchvision:NAME or timm:NAME"
+FORMS = (
+    "MODULE:FUNCTION or FILE.py:FUNCTION (a function returning an nn.Module), torchvision:NAME or timm:NAME"
+)
 TORCHVISION = "torchvision:"  # a classification model of torchvision.models, built without weights
 TIMM = "timm:"  # a model of timm (the optional extra `timm`), built without weights
 TIMM_PIN = "timm==1.0.31"  # pyproject.toml's extra
@@ -320,6 +322,7 @@ def create(name: str, num_classes: int, in_channels: int | None, input_size: tup
 
 def no_dataset(name: str) -> SweepError:
     from sweep.data import datasets as data
+
     return SweepError(
         f"model {_shown(name)} comes from outside sweep and has no dataset of its own: give --dataset (or "
         f"dataset: in its search space); datasets: {', '.join(data.names())}"

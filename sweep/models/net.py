@@ -17,7 +17,6 @@ from sweep.structure import ChannelGroup, Removal, channel_groups, prune, replay
 UNIT_TYPES = (nn.Conv2d, nn.Linear)
 
 
-
 class Net(nn.Module):
     """Any network (``body``) plus what the rest of sweep needs to know about it."""
 
@@ -67,11 +66,9 @@ class Net(nn.Module):
         return self
 
 
-
 _GROUPS: weakref.WeakKeyDictionary[Net, tuple[tuple, tuple[ChannelGroup, ...], tuple[str, ...]]] = (
     weakref.WeakKeyDictionary()
 )
-
 
 
 def body_groups(model: Net) -> tuple[ChannelGroup, ...]:

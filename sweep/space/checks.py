@@ -48,6 +48,7 @@ def built(
     makes torch load its compiler (about 1.6 s, which ``sweep run`` would spend before it can start
     Ray). A model from outside the package is built again each time: its file may have changed."""
     from sweep import models
+
     if models.is_external(model):
         return _build(model, dataset, input_size, data_dir)
     return _built_registered(model, dataset, input_size)
@@ -149,6 +150,7 @@ def sizes(dataset: str | None, input_size: int | None = None, data_dir: str | No
     files, the folder whose ``train/`` class folders are counted (a folder that cannot be listed keeps
     the placeholder count; reading the data refuses it later, naming what is wrong)."""
     from sweep.data import datasets as data
+
     if dataset not in data.DATASETS:
         return {}
     info = data.info(dataset)
@@ -167,7 +169,6 @@ def sizes(dataset: str | None, input_size: int | None = None, data_dir: str | No
     return out
 
 
-
 def input_sides(space: Any, cfg: Any) -> tuple[int | None, ...]:
     """Every image side a trial of ``cfg`` (under ``space``, a SearchSpace, or None for one trial) may be
     built for: the resolved ``cfg.input_size`` (the command line's or the space's fixed one), else each
@@ -178,7 +179,6 @@ def input_sides(space: Any, cfg: Any) -> tuple[int | None, ...]:
     if dist.kind == "categorical":
         return tuple(sorted({int(v) for v in dist.choices}))
     return tuple(sorted({int(dist.low), int(dist.high)}))
-
 
 
 def check_sizes(space: Any, cfg: Any) -> None:

@@ -151,6 +151,7 @@ def check_init(model: str, dataset: str | None, init: str | None, sweep: bool = 
         return
     from sweep import models
     from sweep.data import datasets as data
+
     size: dict[str, object] = {}
     if dataset in data.DATASETS:
         info = data.info(dataset)
