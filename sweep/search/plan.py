@@ -12,6 +12,7 @@ from sweep.errors import SweepError
 from sweep.search.cluster.start import local_gpus
 from sweep.space import Budget, SearchSpace, load_space
 from sweep.study import check_study_name, default_study_name
+from sweep.study.create import choose_sampler
 from sweep.train import check_init
 
 RAY_UNIT = 1e-4  # Ray counts resources in 1/10000ths (RESOURCE_UNIT_SCALING); less is rounded away
@@ -78,6 +79,8 @@ def plan_sweep(
 
     shown = short_name(search_space.model)  # a reference's file path is no study name
     name = check_study_name(study or default_study_name(shown, base.dataset or search_space.dataset))
+    # --sampler auto becomes gp or tpe here: the header line and the study's settings name the one that runs
+    options["sampler"] = choose_sampler(options["sampler"], search_space, wanted)
     return SweepPlan(search_space, chosen, overrides, base, name, wanted, **options)
 
 

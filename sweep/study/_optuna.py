@@ -8,11 +8,12 @@ instead of a sweep. Ids go through the public storage API (``get_study_id_from_n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 
-__all__ = ["rdb_backend", "stale_trial_ids", "study_storage", "table_names"]
+__all__ = ["rdb_backend", "stale_trial_ids", "study_storage", "study_view", "table_names"]
 
 
 def study_storage(study: optuna.Study) -> Any:
@@ -52,3 +53,26 @@ def table_names() -> frozenset[str]:
     from optuna.storages._rdb import models
 
     return frozenset(models.BaseModel.metadata.tables)
+
+
+class _StudyView:
+    """A study whose ``_get_trials`` leaves out the trials ``keep`` refuses; all else is the study's."""
+
+    def __init__(self, study: optuna.Study, keep: Callable[[optuna.trial.FrozenTrial], bool]) -> None:
+        self._study, self._keep = study, keep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study._get_trials(*args, **kwargs) if self._keep(t)]
+
+
+def study_view(study: optuna.Study, keep: Callable[[optuna.trial.FrozenTrial], bool]) -> Any:
+    """``study`` as ``GPSampler.sample_relative`` reads it (``Study._get_trials``, ``Study._storage``),
+    with only the trials that ``keep`` accepts.
+
+    Public API: GPSampler fits its model on every complete trial of the study and needs each to hold
+    every modelled parameter; a study's baseline holds none of the penalty's, and no argument of the
+    sampler leaves a trial out (``sweep.study.create.BaselineFreeGPSampler``)."""
+    return _StudyView(study, keep)

@@ -11,6 +11,7 @@ heartbeats) marks them FAIL with the reason, so a resumed sweep neither counts n
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import math
 import re
 import warnings
@@ -21,10 +22,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep._version import __version__
+from sweep.config import pruning_label
 from sweep.errors import SweepError, quote
 from sweep.study import _optuna
 from sweep.study.checks import check_study_matches
-from sweep.study.rows import BASELINE_ATTR, StudyCounts, objective_names, trial_params
+from sweep.study.rows import BASELINE_ATTR, StudyCounts, is_baseline, objective_names, trial_params
 from sweep.study.storage import redact
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ TRIAL_ATTRS = (
     "versions",
 )
 GRID_POINTS = 5  # lambda values per penalty for --sampler grid
+SAMPLERS = ("auto", "gp", "tpe", "nsga2", "random", "grid")  # --sampler; auto resolves to gp or tpe
+# Optuna's guidance: TPE wants 100+ trials; a multi-objective study of a few dozen gets more from a GP
+GP_MAX_TRIALS = 100
 
 
 # ------------------------------------------------------------------------------------------- studies
@@ -189,7 +194,67 @@ def tpe_startup_trials(trials: int) -> int:
     return max(3, min(10, trials // 4))
 
 
+def gp_startup_trials(trials: int) -> int:
+    """Complete penalised trials before the GP models: 4, up to 10 (Optuna's default) for 80+ trials.
+    They count the space's start points, which are real trials queued first, so a space with 3 of them
+    gets 1 random trial on top, not 10; 4 points are the fewest that fit a length scale per parameter
+    sensibly. The baseline is not counted: it holds none of the penalty's parameters."""
+    return max(4, min(10, trials // 8))
+
+
+def gp_available() -> bool:
+    """GPSampler fits its model with torch and optimises with scipy (neither is imported until then)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("scipy", "torch"))
+
+
+def choose_sampler(name: str, space: SearchSpace, trials: int, gp_ok: bool | None = None) -> str:
+    """The sampler ``--sampler NAME`` runs: ``auto`` is ``gp`` for a budget under GP_MAX_TRIALS over a
+    mostly numeric space (at least as many float/int settings as categorical ones: penalty and layers
+    are categoricals, which GPSampler handles), else ``tpe``; so too where scipy is missing. ``gp_ok``:
+    whether GPSampler can run (default: ``gp_available()``)."""
+    if name not in SAMPLERS:
+        raise SweepError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+    gp_ok = gp_available() if gp_ok is None else gp_ok
+    if name == "gp" and not gp_ok:
+        raise SweepError("--sampler gp needs scipy and torch installed (pip install scipy)")
+    if name != "auto":
+        return name
+    kinds = [d.kind for d in space.search.values()]
+    numeric = len(kinds) - kinds.count("categorical")
+    return "gp" if gp_ok and trials < GP_MAX_TRIALS and numeric >= kinds.count("categorical") else "tpe"
+
+
+def _penalised(trial: FrozenTrial) -> bool:
+    return not is_baseline(trial)
+
+
+class BaselineFreeGPSampler(optuna.samplers.GPSampler):
+    """Optuna's GPSampler fitted on the penalised trials only. It models the parameters that every
+    complete trial holds (the intersection) and samples the rest independently (its RandomSampler):
+    the baseline holds no penalty parameter, so counted in, it would leave nothing to model. Of the
+    conditional ones (alpha for sparse_group_lasso, a layer's scale where the layer is constrained),
+    each is modelled only while every penalised trial so far has it."""
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _penalised(t)]
+        space = optuna.search_space.intersection_search_space(done)
+        return {name: d for name, d in space.items() if not d.single()}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
+        return super().sample_relative(_optuna.study_view(study, _penalised), trial, search_space)
+
+
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    if name == "gp":
+        # warn_independent_sampling off: alpha and unconstrained layers' scales are sampled
+        # independently by design (conditional); deterministic_objective stays False (SGD is noisy)
+        return BaselineFreeGPSampler(
+            seed=seed, n_startup_trials=gp_startup_trials(trials), warn_independent_sampling=False
+        )
     if name == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -202,7 +267,7 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
     if name in ("random", "grid"):
         return optuna.samplers.RandomSampler(seed=seed)
-    raise SweepError(f"sampler must be one of nsga2, tpe, random, grid, got {name!r}")
+    raise SweepError(f"sampler must be one of {', '.join(SAMPLERS[1:])}, got {name!r}")
 
 
 def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
@@ -265,6 +330,9 @@ def describe_params(params: dict[str, Any]) -> str:
     penalty = params.get("penalty", "?")
     if penalty == "none":
         return "none (baseline)"
+    pruning = pruning_label(params)
+    if pruning is not None:
+        return pruning
     lam = params.get("lam")
     return f"{penalty} lam {lam:.2e}" if isinstance(lam, float) else str(penalty)
 
