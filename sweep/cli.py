@@ -26,9 +26,7 @@ HANDLERS = {
 
 PENALTIES = ["none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear"]
 PRECISIONS = ["auto", "bf16", "fp16", "fp32"]  # sweep.config.trial.PRECISIONS, without importing it here
-LAM_SCALINGS = ["uniform", "rms"]  # sweep.config.trial.LAM_SCALINGS, likewise
-
-
+LAM_SCALINGS = ["uniform", "rms", "flops", "rms_flops"]  # sweep.config.trial.LAM_SCALINGS, likewise
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -160,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lam-scaling",
         choices=LAM_SCALINGS,
-        help="rms: each layer's lambda times its channels' RMS at the start over the network's (default: uniform)",
+        help="rms: each layer's lambda times its channels' RMS at the start over the network's; flops: times "
+        "the FLOPs one of its channels costs over the network's; rms_flops: both (default: uniform)",
     )
     p.add_argument(
         "--method",
@@ -171,9 +170,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prune-ratio", type=number(), help="magnitude: share of channels pruned, in [0, 1) (default: 0.5)"
     )
-    p.add_argument("--importance", choices=["l1", "l2"], help="magnitude: channel norm (default: l1)")
     p.add_argument(
-        "--scope", choices=["local", "global"], help="magnitude: ratio per group or over all (default: local)"
+        "--importance",
+        choices=["l1", "l2", "taylor", "bn_scale"],  # sweep.config.trial.IMPORTANCES
+        help="what ranks the channels pruned by importance (default: l1)",
+    )
+    p.add_argument(
+        "--scope", choices=["local", "global"], help="pruning: ratio per group or over all (default: local)"
+    )
+    p.add_argument(
+        "--flops-target",
+        type=number(),
+        help="share of the FLOPs to remove, in (0, 1): magnitude prunes to it instead of --prune-ratio; "
+        "the prox tops its sparse phase up to it when the debias phase starts (default: off)",
+    )
+    p.add_argument(
+        "--rewind",
+        action="store_true",
+        default=None,
+        help="prox: the survivors start the debias phase again from the trial's starting weights",
     )
     # Training-recipe options default to the model's search space (its `fixed` settings).
     p.add_argument("--batch-size", type=int, help="default: the model's search space, else 64")
@@ -232,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="search penalty type and strength: an Optuna study placed by Ray Tune")
     p.add_argument("model", type=text)
-    p.add_argument("--space", type=text, help="search space YAML (default: ./search_spaces/MODEL.yaml, else the shipped one)")
+    p.add_argument(
+        "--space",
+        type=text,
+        help="search space YAML (default: ./search_spaces/MODEL.yaml, else the shipped one)",
+    )
     p.add_argument("--study", type=text, help="study name (default: MODEL-DATASET)")
     _storage_args(p)
     p.add_argument("--trials", type=int, help="number of trials (default: the budget's)")
@@ -241,7 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, help="override the budget's epochs per trial")
     _data_args(p)
-    p.add_argument("--sampler", choices=["nsga2", "tpe", "random", "grid"], default="tpe")
+    p.add_argument(
+        "--sampler",
+        choices=["auto", "gp", "tpe", "nsga2", "random", "grid"],
+        default="auto",
+        help="auto: gp (Gaussian process) under 100 trials over a mostly numeric space, else tpe",
+    )
     p.add_argument(
         "--scheduler",
         choices=["fifo", "asha"],
@@ -315,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="preflight: can sweep remove this network's channels exactly?")
     p.add_argument("model", type=text, help="a registered name, pkg.mod:fn, file.py:fn, an entry point")
-    p.add_argument("--input-size", type=integer(8, 4096), metavar="N", help="image side (default: the model's)")
+    p.add_argument(
+        "--input-size", type=integer(8, 4096), metavar="N", help="image side (default: the model's)"
+    )
     p.add_argument("--in-channels", type=integer(1, 4096), metavar="C", help="default: the model's, else 3")
     p.add_argument("--num-classes", type=integer(2, 100000), metavar="K", help="default: 10")
     p.add_argument("--seed", type=int, default=0, help="which random half of each group is removed")

@@ -149,7 +149,7 @@ def test_train_cli_runs_a_magnitude_trial(tiny_mnist_dir, baseline, tmp_path, ca
     )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert "magnitude pruning 0.50 local (l2)" in out[0]
+    assert "pruning by l2 0.50 local" in out[0]
     result = json.loads(out[-1])
     assert result["widths"] == {name: width // 2 for name, width in WIDTHS.items()}
     assert result["config"]["importance"] == "l2"
@@ -159,7 +159,7 @@ def test_train_cli_runs_a_magnitude_trial(tiny_mnist_dir, baseline, tmp_path, ca
     ("args", "message"),
     [
         (["--prune-ratio", "1.0"], "prune_ratio must be in [0, 1), got 1.0"),
-        (["--importance", "taylor"], "--importance: invalid choice: 'taylor'"),
+        (["--importance", "hessian"], "--importance: invalid choice: 'hessian'"),
     ],
 )
 def test_bad_magnitude_values_are_one_line_and_exit_2(args, message, tiny_mnist_dir, tmp_path, capsys):
@@ -211,8 +211,8 @@ def test_a_space_searches_the_magnitude_arm_and_its_baseline_is_never_pruned(tmp
     base = space.baseline()
     assert "method" not in base and "prune_ratio" not in base
     assert space.trial_config(base, "smoke").method == "prox"
-    path.write_text(SPACE.replace("[l1, l2]", "[l1, taylor]"))
-    with pytest.raises(SweepError, match=r"search\.importance\.choices\[1\]: unknown importance 'taylor'"):
+    path.write_text(SPACE.replace("[l1, l2]", "[l1, hessian]"))
+    with pytest.raises(SweepError, match=r"search\.importance\.choices\[1\]: unknown importance 'hessian'"):
         load_space("lenet", str(path))
     path.write_text(SPACE.replace("high: 0.7", "high: 1.0"))
     with pytest.raises(SweepError, match="prune_ratio"):

@@ -14,6 +14,7 @@ from sweep.config.trial import (
     PENALTY_NAMES,
     SCOPES,
     TrialConfig,
+    pruning_label,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "Range",
     "TrialConfig",
     "check_range",
+    "pruning_label",
 ]

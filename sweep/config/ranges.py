@@ -40,10 +40,8 @@ class Range:
         return f"{'an integer ' if self.kind == 'int' else ''}in {self.interval()}"
 
 
-
 def _bound(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
 
 
 # The rules for TrialConfig's numeric settings, whether fixed, searched or given on the command line
@@ -72,13 +70,12 @@ FIELD_RANGES: dict[str, Range] = {
     "distill": Range("float", 0.0, 1.0),
     "distill_temperature": Range("float", 0.0, open_low=True),
     "prune_ratio": Range("float", 0.0, 1.0, open_high=True),  # a group keeps one channel at least
+    "flops_target": Range("float", 0.0, 1.0, open_low=True, open_high=True),
 }
 
 
-
 # None: all training images, the dataset's default held-out size, the dataset's own image size
-OPTIONAL = ("subset", "holdout", "input_size")
-
+OPTIONAL = ("subset", "holdout", "input_size", "flops_target")
 
 
 def check_range(key: str, value: Any, shown: str | None = None) -> None:

@@ -15,15 +15,17 @@ from sweep.config.ranges import FIELD_RANGES, OPTIONAL, check_range
 PENALTY_NAMES = ("none", "l1", "group_lasso", "bn_group_lasso", "sparse_group_lasso", "nuclear")
 LR_POLICIES = ("constant", "inv", "multistep", "cosine")
 # uniform: every layer's lambda is lam (times its layer_scales entry); rms: also times the layer's typical
-# channel RMS in the network the trial starts from, over the network's (sweep.sparsity.prox.rms_scales)
-LAM_SCALINGS = ("uniform", "rms")
+# channel RMS in the network the trial starts from, over the network's (sweep.sparsity.prox.rms_scales);
+# flops: times the FLOPs one of its channels costs, over the network's (sweep.train.channels); rms_flops: both
+LAM_SCALINGS = ("uniform", "rms", "flops", "rms_flops")
 # auto: bf16 on a CUDA GPU that supports it, else fp32 (sweep.precision resolves it once per trial)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # prox: the penalty's proximal step prunes while training; magnitude: one-shot pruning of the starting
 # weights by channel magnitude to prune_ratio, then fine-tuning with the pruned channels held at zero
 METHODS = ("prox", "magnitude")
-IMPORTANCES = ("l1", "l2")  # magnitude: the norm of a channel's producers that ranks it
-SCOPES = ("local", "global")  # magnitude: the same ratio in every group, or one threshold over all
+# what ranks the channels pruning by importance removes (sweep.sparsity.magnitude)
+IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
+SCOPES = ("local", "global")  # the same ratio in every group, or one threshold over all
 INIT_BASELINE = "baseline"  # init: the study's baseline trial's weights (sweep run resolves it)
 
 
@@ -70,8 +72,12 @@ class TrialConfig:
     measure_latency: bool = False  # also time the compact network on the CPU at the end (latency_ms)
     method: str = "prox"  # one of METHODS; magnitude ignores penalty and lam (sweep.sparsity.magnitude)
     prune_ratio: float = 0.5  # magnitude: share of the constrained channels zeroed at the start
-    importance: str = "l1"  # magnitude: one of IMPORTANCES
-    scope: str = "local"  # magnitude: one of SCOPES
+    importance: str = "l1"  # pruning by importance: one of IMPORTANCES
+    scope: str = "local"  # pruning by importance: one of SCOPES
+    # Share of the full network's FLOPs to remove: magnitude prunes to it at the start instead of to
+    # prune_ratio; the prox tops its sparse phase up to it by importance (sweep.train.channels). None: off.
+    flops_target: float | None = None
+    rewind: bool = False  # prox: the survivors restart the debias phase from the trial's starting weights
 
     def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
         """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
@@ -106,12 +112,25 @@ class TrialConfig:
         text("data_dir", self.data_dir, optional=True)
         text("init", self.init, optional=True)
         text("device", self.device)
-        for key in ("debias_restart", "random_flip", "eval_test", "measure_latency"):
+        for key in ("debias_restart", "random_flip", "eval_test", "measure_latency", "rewind"):
             flag(key, getattr(self, key))
         for key in FIELD_RANGES:
             value = getattr(self, key)
             if key not in ("layer_scales", "lr_milestones") and not (key in OPTIONAL and value is None):
                 check_range(key, value)
+        prox_phases = self.method == "prox" and self.debias_epochs > 0
+        if self.method == "prox" and self.flops_target is not None and not prox_phases:
+            raise bad(
+                "flops_target",
+                "null for a prox trial without debias epochs (it prunes at their start)",
+                self.flops_target,
+            )
+        if self.rewind and not prox_phases:
+            raise bad(
+                "rewind",
+                "false unless method is prox with debias epochs (it rewinds at their start)",
+                self.rewind,
+            )
         if self.distill > 0 and self.init is None:
             raise bad("distill", "0 without init (the teacher is the network init loads)", self.distill)
         if not self.debias_epochs < self.epochs:
@@ -159,6 +178,19 @@ class TrialConfig:
         return cls(**values)
 
 
+def pruning_label(settings: dict[str, Any]) -> str | None:
+    """A magnitude trial's pruning for tables ("magnitude 0.50 local", "magnitude taylor 45% FLOPs local"),
+    from its config or sampled settings; None for a prox trial."""
+    if settings.get("method") != "magnitude":
+        return None
+    importance = settings.get("importance") or TrialConfig.importance
+    target = settings.get("flops_target")
+    ratio = settings.get("prune_ratio", TrialConfig.prune_ratio)
+    amount = f"{target:.0%} FLOPs" if isinstance(target, float) else f"{float(ratio or 0):.2f}"
+    kind = "" if importance == "l1" else f" {importance}"
+    return f"magnitude{kind} {amount} {settings.get('scope') or TrialConfig.scope}"
+
+
 # --------------------------------------------------------------------------------------------------
 # Search spaces: what is fixed, what is searched, what is minimised (read from YAML by sweep.space.load).
 
@@ -173,7 +205,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(TrialConfig)
     if f.name in ("random_flip", "input_size", "distill", "distill_temperature", "lam_scaling")
-    or f.name in ("method", "prune_ratio", "importance", "scope")
+    or f.name in ("method", "prune_ratio", "importance", "scope", "flops_target", "rewind")
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (
@@ -189,4 +221,6 @@ PENALTY_KEYS = (
     "prune_ratio",
     "importance",
     "scope",
+    "flops_target",
+    "rewind",
 )

@@ -48,7 +48,7 @@ def curves_info(data: StudyData) -> CurvesInfo:
         info.series.append(
             CurveSeries(
                 number=row.number,
-                label=f"trial {row.number} ({row.penalty} λ {format_lam(row.lam)})",
+                label=f"trial {row.number} ({row.penalty_label} λ {format_lam(row.lam)})",
                 epochs=[float(e["epoch"]) for e in entries],
                 error=[_number(e.get("top1_error")) for e in entries],
                 neurons=[_number(e.get("neurons")) for e in entries],

@@ -75,7 +75,7 @@ def widths_html(row: TrialRow, per_line: int = 4) -> str:
 
 def hover_text(row: TrialRow) -> str:
     """Hover label of one trial: number, penalty, lambda, alpha, error, sizes and per-layer widths."""
-    lines = [f"<b>trial {row.number}</b> · {row.penalty or 'unknown penalty'}"]
+    lines = [f"<b>trial {row.number}</b> · {row.penalty_label if row.penalty else 'unknown penalty'}"]
     knobs = f"λ = {format_lam(row.lam)}"
     if row.alpha is not None:
         knobs += f" · α = {row.alpha:.3g}"

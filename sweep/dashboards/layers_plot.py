@@ -38,7 +38,7 @@ def layer_widths_info(data: StudyData) -> LayerWidthsInfo:
     for row in front_rows:
         info.numbers.append(row.number)
         info.labels.append(
-            f"trial {row.number} · {row.penalty} λ {format_lam(row.lam)} · {row.top1_error:.2f}%"
+            f"trial {row.number} · {row.penalty_label} λ {format_lam(row.lam)} · {row.top1_error:.2f}%"
         )
         info.alive.append([row.widths.get(name) for name in info.layers])
     return info

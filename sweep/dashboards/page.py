@@ -72,8 +72,11 @@ def sections(data: StudyData) -> list[Section]:
         Section(
             "fig-layers",
             "Alive neurons per layer on the front",
-            ("One column per front trial and one row per layer" if len(layers.layers) > DEEP else
-             "One row per front trial")
+            (
+                "One column per front trial and one row per layer"
+                if len(layers.layers) > DEEP
+                else "One row per front trial"
+            )
             + ", smallest first; each cell is alive/full width of a layer and its colour the alive share. "
             "A 0 cell is a dead layer: such a network is not usable.",
             draw_layer_widths(layers) if layers.numbers and layers.layers else None,
@@ -121,7 +124,7 @@ def _front_table(data: StudyData) -> str:
     for row in front_rows:
         cells = [
             str(row.number),
-            row.penalty or "-",
+            row.penalty_label if row.penalty else "-",
             format_lam(row.lam),
             "-" if row.alpha is None else f"{row.alpha:.3g}",
             f"{row.top1_error:.2f}",
@@ -150,7 +153,7 @@ def _failed_list(data: StudyData) -> str:
     if not data.failed:
         return ""
     items = "".join(
-        f"<li>trial {r.number} ({html.escape(str(r.penalty or '-'))}, λ {format_lam(r.lam)}): "
+        f"<li>trial {r.number} ({html.escape(r.penalty_label if r.penalty else '-')}, λ {format_lam(r.lam)}): "
         f"{html.escape(r.fail_reason or 'no reason recorded')}</li>"
         for r in data.failed
     )

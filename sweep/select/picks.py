@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.config import DEFAULT_OBJECTIVES
+from sweep.config import DEFAULT_OBJECTIVES, pruning_label
 from sweep.errors import SweepError
 from sweep.measure import widths_text
 from sweep.select import pareto
@@ -105,8 +105,7 @@ class TrialRow:
     def penalty_label(self) -> str:
         """The penalty, or a magnitude trial's pruning ("magnitude 0.50 local"), for tables."""
         if self.penalty == "magnitude":
-            ratio = _float(self.config.get("prune_ratio"))
-            return f"magnitude {ratio or 0:.2f} {self.config.get('scope', 'local')}"
+            return pruning_label({**self.config, "method": "magnitude"}) or "magnitude"
         return str(self.penalty or "-")
 
     def full_size(self, column: str) -> float | None:

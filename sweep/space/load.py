@@ -66,6 +66,8 @@ SEARCH_KEYS: dict[str, str] = {
     "prune_ratio": "float",
     "importance": "str",
     "scope": "str",
+    "flops_target": "float",
+    "rewind": "flag",
 }
 RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
 DIST_KEYS = ("low", "high", "log", "step", "choices")
@@ -96,6 +98,7 @@ def load_space(model: str, path: str | None = None, dataset: str | None = None) 
     has_file = ":" not in model and any((d / f"{model}.yaml").is_file() for d in DEFAULT_SPACE_DIRS)
     if not path and models.is_external(model) and not has_file:
         from sweep.space import default as space_default
+
         model = models.check(model)  # a bad reference is its own line, not one about our text
         data = load_text(space_default.document(model), space_default.SHOWN)
         return _SpaceParser(space_default.SHOWN, dataset).parse(data)
@@ -154,6 +157,7 @@ class _SpaceParser:
     def parse(self, data: Any) -> SearchSpace:
         from sweep import models
         from sweep.data import datasets
+
         doc = self.mapping(data, "top level", SPACE_KEYS)
         for key in ("model", "search"):
             if key not in doc:
@@ -193,6 +197,7 @@ class _SpaceParser:
         checked against here; ``sweep run`` checks them again against the network of its own dataset
         and image sides (``sweep.space.checks.check_on_data``)."""
         from sweep import models
+
         side = fixed.get("input_size") if isinstance(fixed, dict) else None
         if not isinstance(side, int) or isinstance(side, bool) or not RANGES["input_size"].contains(side):
             side = None
@@ -340,7 +345,8 @@ class _SpaceParser:
                 if name not in allowed:
                     label = "lambda scaling" if key == "lam_scaling" else key
                     raise self.fail(
-                        f"{at}.{key}.choices[{i}]", f"unknown {label} {quote(name)}; allowed: {', '.join(allowed)}"
+                        f"{at}.{key}.choices[{i}]",
+                        f"unknown {label} {quote(name)}; allowed: {', '.join(allowed)}",
                     )
         penalty = out["penalty"]
         if penalty.kind != "categorical":
@@ -370,10 +376,12 @@ class _SpaceParser:
             choices = spec["choices"]
             if not isinstance(choices, list) or not choices:
                 raise self.fail(f"{where}.choices", f"must be a non-empty list, got {quote(choices)}")
-            if kind == "str":
+            if kind in ("str", "flag"):
+                wanted = bool if kind == "flag" else str
                 for i, c in enumerate(choices):
-                    if not isinstance(c, str):
-                        raise self.fail(f"{where}.choices[{i}]", f"must be a string, got {quote(c)}")
+                    if not isinstance(c, wanted):
+                        what = "true or false" if kind == "flag" else "a string"
+                        raise self.fail(f"{where}.choices[{i}]", f"must be {what}, got {quote(c)}")
             else:
                 choices = [
                     self.number(c, f"{where}.choices[{i}]", kind == "int") for i, c in enumerate(choices)
@@ -382,7 +390,7 @@ class _SpaceParser:
             if len(set(choices)) != len(choices):
                 raise self.fail(f"{where}.choices", f"each choice at most once, got {quote(choices)}")
             return Distribution("categorical", choices=tuple(choices))
-        if kind == "str":
+        if kind in ("str", "flag"):
             raise self.fail(where, "must be {choices: [...]}")
         for key in ("low", "high"):
             if key not in spec:

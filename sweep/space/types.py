@@ -82,7 +82,6 @@ class Distribution:
         return out
 
 
-
 @dataclass(frozen=True)
 class Budget:
     """How much one sweep spends: trials, epochs per trial, training subset, the fixed settings it changes
@@ -98,7 +97,6 @@ class Budget:
     start: tuple[dict[str, Any], ...] | None = None  # its own start points, in place of the space's
     # with ``init: baseline``: the epochs of the baseline trial that every other trial fine-tunes from
     baseline_epochs: int | None = None
-
 
 
 @dataclass(frozen=True)
@@ -176,8 +174,11 @@ class SearchSpace:
             take("warmup_epochs")
             take("distill")
             take("distill_temperature")
-            for key in ("method", "prune_ratio", "importance", "scope"):  # magnitude pruning's
+            take("method")  # pruning by importance: its settings where its method uses them
+            method = params.get("method", self.fixed.get("method", TrialConfig.method))
+            for key in ("importance", "scope", "flops_target"):
                 take(key)
+            take("prune_ratio" if method == "magnitude" else "rewind")
         for key in self.search:
             if key not in params and key not in (*PENALTY_KEYS, "penalty") and "." not in key:
                 take(key)
@@ -274,7 +275,6 @@ class SearchSpace:
         }
 
 
-
 def _is_env_data_dir(path: Any) -> bool:
     """Whether ``path`` is the folder $SWEEP_DATA_DIR names."""
     env = os.environ.get("SWEEP_DATA_DIR")
@@ -283,12 +283,10 @@ def _is_env_data_dir(path: Any) -> bool:
     return os.path.realpath(os.path.expanduser(path)) == os.path.realpath(os.path.expanduser(env))
 
 
-
 def fingerprint_digest(fingerprint: dict) -> str:
     """A short stable hash of a fingerprint."""
     text = json.dumps(fingerprint, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 
 def fingerprint_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -1,30 +1,87 @@
-"""One-shot magnitude pruning (``method: magnitude``): rank each channel by the norm of everything that
-produces it, zero the smallest to a pruning ratio, exactly as the prox zeroes a dead channel.
+"""Pruning by a channel importance (``method: magnitude``, and the prox's pruning to a FLOPs target):
+score each channel, zero the lowest to a ratio, exactly as the prox zeroes a dead channel.
 
 The pruned channels are exact zeros in every producer (conv/linear rows, biases, BatchNorm gamma and
 beta), so the trial's fine-tuning holds them there with the debias phase's ``DeadMask`` and everything
 downstream (widths, metrics, export, the Pareto front) reads them as removed channels.
 
-The norms are computed over sweep's own ``NeuronGroups`` rather than with Torch-Pruning's
-``MagnitudeImportance``: that class scores a Torch-Pruning ``Group`` built by its ``DependencyGraph`` for a
-pruning call, whose members include the consumers (input columns of the next layers) and whose channel
-indices follow its own root; sweep's groups are the producers only, already mapped channel by channel
-(residual streams, depthwise pairs) and on the trial's device, so the score of a channel is the norm of
-exactly the parameters ``zero_`` sets to zero. Its L1 / L2 over a group's producers, with the group mean
-as normaliser for a global threshold, is the same criterion as ``MagnitudeImportance(p, normalizer="mean")``
-restricted to those parameters.
+The scores are computed over sweep's own ``NeuronGroups`` rather than with Torch-Pruning's importance
+classes: those score a Torch-Pruning ``Group`` built by its ``DependencyGraph`` for a pruning call, whose
+members include the consumers (input columns of the next layers) and whose channel indices follow its own
+root; sweep's groups are the producers only, already mapped channel by channel (residual streams,
+depthwise pairs) and on the trial's device, so the score of a channel is taken over exactly the parameters
+``zero_`` sets to zero. The criteria are the usual ones:
+
+- ``l1`` / ``l2``: the norm of the channel's producers (``MagnitudeImportance(p)``);
+- ``bn_scale``: |gamma| summed over the channel's BatchNorms (network slimming's criterion,
+  ``BNScaleImportance``);
+- ``taylor``: first-order Taylor, (sum of w * dL/dw over the channel's producers)^2 accumulated over a few
+  training batches (Molchanov et al. 2019, ``GroupTaylorImportance``);
+
+with each group's scores divided by their mean for a global threshold (``normalizer="mean"``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from sweep.sparsity.groups import NeuronGroups
+from sweep.errors import SweepError
+from sweep.sparsity.groups import BN_TYPES, NeuronGroups
+
+NEEDS_GRADIENTS = ("taylor",)
+
+
+def _bn_weights(group: NeuronGroups) -> set[torch.Tensor]:
+    return {m.weight for m in group.modules if isinstance(m, BN_TYPES) and m.weight is not None}
+
+
+def check_importance(groups: list[NeuronGroups], importance: str) -> None:
+    """SweepError naming the first group ``importance`` cannot score (bn_scale needs a BatchNorm)."""
+    if importance != "bn_scale":
+        return
+    for g in groups:
+        if not _bn_weights(g):
+            raise SweepError(
+                f"importance bn_scale needs a BatchNorm on every pruned group; {g.name} has none "
+                "(use l1, l2 or taylor, or leave it out of layers)"
+            )
+
+
+def _sum_rows(group: NeuronGroups, rows_of: dict[torch.Tensor, torch.Tensor], reduce: str) -> torch.Tensor:
+    """Per channel, the sum over the slices whose parameter is in ``rows_of`` of each row's ``reduce``
+    (abs-sum or plain sum) of the tensor ``rows_of`` maps the parameter to."""
+    out = torch.zeros(group.width, dtype=group.sizes.dtype, device=group.sizes.device)
+    for s in group.slices:
+        values = rows_of.get(s.param)
+        if values is None:
+            continue
+        rows = values if s.rows is None else values.index_select(0, s.rows)
+        rows = rows.reshape(rows.shape[0], -1)
+        per_row = rows.abs().sum(dim=1) if reduce == "abs" else rows.sum(dim=1)
+        if s.channels is None:
+            out += per_row.to(out.dtype)
+        else:
+            out.index_add_(0, s.channels, per_row.to(out.dtype))
+    return out
+
+
+def taylor_terms(group: NeuronGroups) -> torch.Tensor:
+    """Per channel, sum of w * dL/dw over its producers for the gradients now in ``.grad`` (square it and
+    add over batches for the Taylor score)."""
+    products = {s.param: s.param.data * s.param.grad for s in group.slices if s.param.grad is not None}
+    return _sum_rows(group, products, "sum")
 
 
 def channel_importance(group: NeuronGroups, importance: str) -> torch.Tensor:
-    """Per channel of ``group``: the L1 norm (``l1``) or the L2 norm (``l2``) of its producers' rows."""
-    return group.sq_norms().sqrt() if importance == "l2" else group.l1_norms()
+    """Per channel of ``group``: ``l1``, ``l2`` or ``bn_scale`` (``taylor`` needs gradients: see
+    ``taylor_terms``)."""
+    if importance == "l2":
+        return group.sq_norms().sqrt()
+    if importance == "bn_scale":
+        return _sum_rows(group, {w: w.data for w in _bn_weights(group)}, "abs")
+    if importance == "l1":
+        return group.l1_norms()
+    raise ValueError(f"importance {importance!r} is not computed from the weights alone")
 
 
 def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -36,14 +93,13 @@ def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return mask
 
 
-def magnitude_masks(
-    groups: list[NeuronGroups], ratio: float, importance: str = "l1", scope: str = "local"
+def ratio_masks(
+    groups: list[NeuronGroups], scores: list[torch.Tensor], ratio: float, scope: str = "local"
 ) -> list[torch.Tensor]:
     """For each group a bool mask of the channels to prune: ``local``, floor(ratio x width) of each
     group's lowest-scored channels; ``global``, floor(ratio x all channels) lowest over all groups, each
     group's scores divided by their mean first (so that groups of different sizes and scales compare).
-    Every group keeps one channel at least."""
-    scores = [channel_importance(g, importance) for g in groups]
+    Every group keeps one channel at least. A channel already at zero scores 0, so it goes first."""
     if scope == "local":
         return [
             _lowest(s, min(int(ratio * g.width), g.width - 1)) for g, s in zip(groups, scores, strict=True)
@@ -60,12 +116,25 @@ def magnitude_masks(
     return masks
 
 
+def magnitude_masks(
+    groups: list[NeuronGroups], ratio: float, importance: str = "l1", scope: str = "local"
+) -> list[torch.Tensor]:
+    """``ratio_masks`` over the channels' ``channel_importance``."""
+    return ratio_masks(groups, [channel_importance(g, importance) for g in groups], ratio, scope)
+
+
+@torch.no_grad()
+def prune_masks_(groups: list[NeuronGroups], masks: list[torch.Tensor]) -> None:
+    """Zero the masked channels in every producer, in place."""
+    for g, mask in zip(groups, masks, strict=True):
+        g.zero_(mask)
+
+
 @torch.no_grad()
 def magnitude_prune_(
     groups: list[NeuronGroups], ratio: float, importance: str = "l1", scope: str = "local"
 ) -> list[torch.Tensor]:
     """Zero the channels ``magnitude_masks`` chooses in every producer, in place; returns the masks."""
     masks = magnitude_masks(groups, ratio, importance, scope)
-    for g, mask in zip(groups, masks, strict=True):
-        g.zero_(mask)
+    prune_masks_(groups, masks)
     return masks

@@ -54,7 +54,7 @@ class ProxStep:
         self.penalty = penalty
         self.lam = lam
         self.scales = [float(scales.get(g.name, 1.0)) for g in groups]
-        if lam_scaling == "rms":
+        if lam_scaling in ("rms", "rms_flops"):
             self.scales = [s * r for s, r in zip(self.scales, rms_scales(groups, penalty), strict=True)]
         check = getattr(penalty, "check", None)
         if check is not None:

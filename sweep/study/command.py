@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweep.config import pruning_label
 from sweep.study.create import load_existing
 from sweep.study.records import check_trial, print_warning
 from sweep.study.rows import StudyCounts, objective_names, trial_params
@@ -50,8 +51,12 @@ def trial_table(study: optuna.Study, problems: list[str] | None = None) -> list[
         note = attrs.get("fail_reason") or ""
         if attrs.get("empty_layers"):
             note = f"empty layer(s): {', '.join(attrs['empty_layers'])}"
-        penalty = params.get("penalty", (attrs.get("config") or {}).get("penalty", "-"))
+        config = attrs.get("config") or {}
+        penalty = params.get("penalty", config.get("penalty", "-"))
         lam = params.get("lam")
+        pruning = pruning_label({**config, **params})
+        if pruning is not None:  # a magnitude trial: its pruning, no penalty
+            penalty, lam = pruning, None
         rows.append(
             [
                 str(t.number),

@@ -46,7 +46,8 @@ from sweep.measure import (
     top1_error,
     widths_text,
 )
-from sweep.sparsity import DeadMask, ProxStep, magnitude_prune_, make_penalty, neuron_groups
+from sweep.sparsity import DeadMask, ProxStep, make_penalty, neuron_groups
+from sweep.train.channels import ChannelPlan, method_text, scaled_layer_scales
 from sweep.train.checkpoint import save_checkpoint
 from sweep.train.rerun import recorded_trial_config
 from sweep.train.step import Teacher, TrainStep
@@ -159,11 +160,12 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
             f"layer_scales names {', '.join(unknown_scales)}; allowed: {', '.join(model.unit_layers())}"
         )
     # after init: the rms scaling measures the network the penalty starts from
+    channels = ChannelPlan(cfg, model, constrained, splits, compute, full_size)
     prox = ProxStep(
         constrained,
         make_penalty(cfg.penalty, cfg.alpha),
         cfg.lam if cfg.method == "prox" else 0.0,  # a magnitude trial has no penalty
-        cfg.layer_scales,
+        scaled_layer_scales(cfg, model, constrained) if cfg.method == "prox" else cfg.layer_scales,
         cfg.lam_scaling,
     )
     optimizer = torch.optim.SGD(
@@ -176,10 +178,8 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     warmup_iters = cfg.warmup_epochs * iters_per_epoch
     sparse_epochs = cfg.epochs - cfg.debias_epochs
     use_prox = cfg.method == "prox" and cfg.penalty != "none" and cfg.lam > 0
-    mask: DeadMask | None = None
-    if cfg.method == "magnitude":  # one-shot pruning, then fine-tuning with the pruned channels held at 0
-        magnitude_prune_(constrained, cfg.prune_ratio, cfg.importance, cfg.scope)
-        mask = DeadMask(neuron_groups(model))
+    # magnitude: one-shot pruning, then fine-tuning with the pruned channels held at 0
+    mask: DeadMask | None = channels.at_start()
     history: list[dict[str, Any]] = []
     it = 0
     # The debias phase restarts the learning-rate schedule (it fine-tunes a new network), so then each
@@ -191,8 +191,8 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     eval_batch = eval_batch_size(compute)
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
-        if epoch == sparse_epochs and use_prox:
-            mask = DeadMask(neuron_groups(model))
+        if epoch == sparse_epochs and use_prox and mask is None:
+            mask = channels.at_debias(optimizer)
             if restarts:
                 schedule_start = it
                 schedule_iters = total_iters - it
@@ -215,6 +215,9 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
                 mask(optimizer)
             elif use_prox and stepped:  # on the fp32 weights, after the (scaler's) step
                 prox(optimizer, min(1.0, (it + 1) / warmup_iters) if warmup_iters > 0 else 1.0)
+                if channels.target_met(it):  # the prox reached its FLOPs target: the debias phase starts
+                    mask = channels.at_debias(optimizer)
+                    schedule_start, schedule_iters = (it, total_iters - it) if restarts else (0, total_iters)
             loss_sum += loss.detach().float() * y.numel()
             seen += y.numel()
             it += 1
@@ -244,7 +247,9 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         last = epoch + 1 == cfg.epochs
         if last:
             metrics.update(final_metrics(cfg, model, splits, compute, dataset, history, started))
-            if cfg.lam_scaling == "rms":  # what it measured, in the checkpoint's metrics
+            if channels.ratio is not None:  # the ratio a FLOPs target came to
+                metrics["pruned_ratio"] = round(channels.ratio, 6)
+            if cfg.lam_scaling != "uniform":  # what it measured, in the checkpoint's metrics
                 metrics["lam_scales"] = {
                     g.name: round(s, 4) for g, s in zip(constrained, prox.scales, strict=True)
                 }
@@ -261,12 +266,6 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
         if report is not None:
             report(metrics, str(out))
     return metrics
-
-
-def method_text(cfg: TrialConfig) -> str:
-    if cfg.method == "magnitude":
-        return f"magnitude pruning {cfg.prune_ratio:.2f} {cfg.scope} ({cfg.importance}), then fine-tuning"
-    return f"penalty {cfg.penalty}, lambda {cfg.lam:g}{' scaled by layer RMS' if cfg.lam_scaling == 'rms' else ''}"
 
 
 def eval_batch_size(compute: Compute) -> int:
@@ -333,6 +332,8 @@ def train_command(
     prune_ratio: float | None = None,
     importance: str | None = None,
     scope: str | None = None,
+    flops_target: float | None = None,
+    rewind: bool | None = None,
     from_trial: str | None = None,
     config: str | None = None,
     storage: str | None = None,
@@ -361,6 +362,7 @@ def train_command(
         "distill_temperature": distill_temperature,
         "lam_scaling": lam_scaling,
         **{"method": method, "prune_ratio": prune_ratio, "importance": importance, "scope": scope},
+        **{"flops_target": flops_target, "rewind": rewind},
     }
     if from_trial is not None or config is not None:  # a whole recorded config (sweep.train.rerun)
         cfg, source = recorded_trial_config(from_trial, config, storage, model, given)
