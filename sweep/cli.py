@@ -262,9 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument(
         "--sampler",
-        choices=["auto", "gp", "tpe", "nsga2", "random", "grid"],
-        default="auto",
-        help="auto: gp (Gaussian process) under 100 trials over a mostly numeric space, else tpe",
+        choices=["tpe", "auto", "gp", "nsga2", "random", "grid"],
+        default="tpe",
+        help="tpe (default); gp: Gaussian process (logEHVI); auto: gp under 100 trials over a mostly "
+        "numeric space, else tpe (see docs/results.md#search-efficiency for what each measured)",
     )
     p.add_argument(
         "--scheduler",

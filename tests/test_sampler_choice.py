@@ -146,13 +146,13 @@ def test_study_view_leaves_out_refused_trials_and_forwards_the_rest():
     assert len(study.get_trials(deepcopy=False)) == 3, "the study itself is unchanged"
 
 
-def test_run_defaults_to_auto_and_the_plan_holds_the_resolved_name(tmp_path):
-    """``sweep run``'s default is auto; ``plan_sweep`` resolves it, so the header line ("sampler gp")
-    and the study's settings name the sampler that runs."""
+def test_run_defaults_to_tpe_and_the_plan_holds_auto_resolved(tmp_path):
+    """``sweep run``'s default is tpe (the GP lost to random search on one seed of three); ``plan_sweep``
+    resolves auto, so the header line ("sampler gp") and the study's settings name the one that runs."""
     from sweep.cli import build_parser
     from sweep.search.plan import plan_sweep
 
-    assert build_parser().parse_args(["run", "lenet"]).sampler == "auto"
+    assert build_parser().parse_args(["run", "lenet"]).sampler == "tpe"
     options = dict(
         scheduler="fifo",
         cpus_per_trial=1.0,
