@@ -13,6 +13,7 @@ from sweep._version import __version__
 from sweep.measure import latency_lines, measure, measure_latency, widths_text
 from sweep.models import ChainNet, Net
 from sweep.sparsity import factorised_ranks, layer_widths
+from sweep.train.channels import method_text
 
 
 def build_card(
@@ -56,6 +57,7 @@ def build_card(
             "preprocess": _preprocess_text(dataset, dense.input_size[1]),
         },
         "training": {
+            "recipe": method_text(cfg),  # the penalty and lambda, or the pruning by importance
             "penalty": cfg.penalty,
             "lam": cfg.lam,
             "alpha": cfg.alpha if cfg.penalty == "sparse_group_lasso" else None,
@@ -148,14 +150,18 @@ def _summary_lines(card: dict[str, Any]) -> list[str]:
 def print_summary(card: dict[str, Any], target: Path, notes: list[str]) -> None:
     src, tr = card["source"], card["training"]
     print(
-        f"exported trial {src['trial']} of study {src['study']!r} ({card['model']}, penalty {tr['penalty']}, "
-        f"lambda {tr['lam']:g}) to {target}"
+        f"exported trial {src['trial']} of study {src['study']!r} ({card['model']}, {_recipe(tr)}) to {target}"
     )
     for line in _summary_lines(card):
         print(f"  {line}")
     print(f"  files: {', '.join(card['files'])}")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+
+
+def _recipe(training: dict[str, Any]) -> str:
+    """The card's training recipe in words (a card written before it was recorded: penalty and lambda)."""
+    return training.get("recipe") or f"penalty {training['penalty']}, lambda {training['lam']:g}"
 
 
 def _load_line(model: str) -> str:
@@ -176,8 +182,8 @@ def readme_text(card: dict[str, Any]) -> str:
     bullet = "\n".join(f"- {line}" for line in _summary_lines(card))
     return f"""# {card["model"]}: compact network from trial {src["trial"]} of study `{src["study"]}`
 
-Trained on {card["dataset"]} with penalty `{tr["penalty"]}` (lambda {tr["lam"]:g}), in {tr.get("precision", "fp32")}
-on {tr.get("device", "an unrecorded device")}; the neurons the penalty removed are physically gone. Checked on real test images to compute the same logits as the
+Trained on {card["dataset"]} with {_recipe(tr)}, in {tr.get("precision", "fp32")}
+on {tr.get("device", "an unrecorded device")}; the neurons training removed are physically gone. Checked on real test images to compute the same logits as the
 trained network.
 
 {bullet}
