@@ -81,7 +81,8 @@ def sweep_arms(model: str) -> list[dict[str, Any]]:
             "scope": "global",
             "flops_target": TARGETS[0],
         }
-        return [*arms, prox_arm, global_arm]
+        taylor = {**global_arm, "importance": "taylor"}
+        return [*arms, prox_arm, global_arm, taylor]
     for target in TARGETS:
         # the first prox runs: layer scales left to the sampler, the target checked once an epoch
         arms.append({**prox, "rewind": True, "debias_fraction": 0.75, "flops_target": target})
@@ -129,7 +130,7 @@ def write_space(model: str) -> Path:
                 "lam": {"low": 1e-3, "high": 5e-2, "log": True},
                 "method": {"choices": ["prox", "magnitude"]},
                 "importance": {"choices": ["l1", "taylor"]},
-            "scope": {"choices": ["local", "global"]},
+                "scope": {"choices": ["local", "global"]},
                 "flops_target": {"low": 0.3, "high": 0.7},
                 "rewind": {"choices": [True, False]},
                 "lam_scaling": {"choices": ["uniform", "flops"]},
