@@ -115,6 +115,19 @@ def tiny_mnist_dir(offline_data_env: Path, tmp_path: Path, write_idx_dataset: Ca
 
 
 @pytest.fixture
+def lenet_baseline(tiny_mnist_dir: Path, tmp_path: Path) -> str:
+    """A one-epoch unconstrained lenet trained on ``tiny_mnist_dir``: the checkpoint pruning arms start from."""
+    from sweep.config import TrialConfig
+    from sweep.train import train_trial
+
+    cfg = TrialConfig(
+        model="lenet", data_dir=str(tiny_mnist_dir), penalty="none", lam=0.0, epochs=1, batch_size=16
+    )
+    train_trial(cfg, None, str(tmp_path / "baseline"))
+    return str(tmp_path / "baseline" / "checkpoint.pt")
+
+
+@pytest.fixture
 def shared_data_dir() -> Path:
     """The real datasets beside the checkout ($SWEEP_DATA_DIR or ../shared/data); skips when absent."""
     candidates = [Path(ENV_DATA_DIR)] if ENV_DATA_DIR else []
@@ -185,7 +198,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     def mount(options: str) -> Path:
         disk = tmp_path / f"disk{len(mounted)}"
         disk.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
         mounted.append(disk)

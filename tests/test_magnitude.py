@@ -20,16 +20,6 @@ from sweep.train import load_checkpoint, train_trial
 WIDTHS = {"conv1": 20, "conv2": 50, "fc1": 500}
 
 
-@pytest.fixture
-def baseline(tiny_mnist_dir, tmp_path):
-    """A one-epoch unconstrained lenet, the weights a magnitude trial starts from."""
-    cfg = TrialConfig(
-        model="lenet", data_dir=str(tiny_mnist_dir), penalty="none", lam=0.0, epochs=1, batch_size=16
-    )
-    train_trial(cfg, None, str(tmp_path / "baseline"))
-    return str(tmp_path / "baseline" / "checkpoint.pt")
-
-
 def magnitude_config(data_dir, init, **extra):
     return TrialConfig(
         model="lenet",
@@ -44,9 +34,11 @@ def magnitude_config(data_dir, init, **extra):
     )
 
 
-def test_local_magnitude_trial_halves_every_group_and_exports_exactly(tiny_mnist_dir, baseline, tmp_path):
+def test_local_magnitude_trial_halves_every_group_and_exports_exactly(
+    tiny_mnist_dir, lenet_baseline, tmp_path
+):
     reports = []
-    cfg = magnitude_config(tiny_mnist_dir, baseline)
+    cfg = magnitude_config(tiny_mnist_dir, lenet_baseline)
     final = train_trial(cfg, lambda m, ckpt: reports.append((m, ckpt)), str(tmp_path / "mag"))
     half = {name: width // 2 for name, width in WIDTHS.items()}
     assert [m["widths"] for m, _ in reports] == [half, half], "pruned at the start, held through fine-tuning"
@@ -67,11 +59,11 @@ def test_local_magnitude_trial_halves_every_group_and_exports_exactly(tiny_mnist
     assert rel <= 1e-5
 
 
-def test_global_scope_prunes_unevenly_and_l2_ranks_by_l2(tiny_mnist_dir, baseline):
+def test_global_scope_prunes_unevenly_and_l2_ranks_by_l2(tiny_mnist_dir, lenet_baseline):
     model = models.create("lenet", num_classes=10, in_channels=1, input_size=(28, 28))
     from sweep.train.weights import load_initial_weights
 
-    load_initial_weights(model, baseline)
+    load_initial_weights(model, lenet_baseline)
     groups = neuron_groups(model)
     masks = magnitude_prune_(groups, 0.5, "l1", "global")
     pruned = {g.name: int(m.sum()) for g, m in zip(groups, masks, strict=True)}
@@ -82,7 +74,7 @@ def test_global_scope_prunes_unevenly_and_l2_ranks_by_l2(tiny_mnist_dir, baselin
     assert {g.name: int((~g.alive()).sum()) for g in groups} == pruned
 
     model = models.create("lenet", num_classes=10, in_channels=1, input_size=(28, 28))
-    load_initial_weights(model, baseline)
+    load_initial_weights(model, lenet_baseline)
     groups = neuron_groups(model)
     norms = groups[0].sq_norms().sqrt()
     (mask,) = magnitude_prune_(groups[:1], 0.25, "l2", "local")
@@ -121,7 +113,7 @@ def test_magnitude_trial_is_not_the_baseline_and_old_fingerprints_match():
     assert is_baseline(trial)
 
 
-def test_train_cli_runs_a_magnitude_trial(tiny_mnist_dir, baseline, tmp_path, capsys):
+def test_train_cli_runs_a_magnitude_trial(tiny_mnist_dir, lenet_baseline, tmp_path, capsys):
     code = main(
         [
             "train",
@@ -135,7 +127,7 @@ def test_train_cli_runs_a_magnitude_trial(tiny_mnist_dir, baseline, tmp_path, ca
             "--importance",
             "l2",
             "--init",
-            baseline,
+            lenet_baseline,
             "--epochs",
             "1",
             "--batch-size",

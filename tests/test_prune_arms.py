@@ -16,16 +16,6 @@ from sweep.train import load_checkpoint, train_trial
 from sweep.train.channels import flops_scales
 
 
-@pytest.fixture
-def baseline(tiny_mnist_dir, tmp_path):
-    """A one-epoch unconstrained lenet, the weights the pruning arms start from."""
-    cfg = TrialConfig(
-        model="lenet", data_dir=str(tiny_mnist_dir), penalty="none", lam=0.0, epochs=1, batch_size=16
-    )
-    train_trial(cfg, None, str(tmp_path / "baseline"))
-    return str(tmp_path / "baseline" / "checkpoint.pt")
-
-
 def arm(data_dir, init, **extra):
     settings = {"epochs": 2, "batch_size": 16, "holdout": 20, "method": "magnitude", **extra}
     return TrialConfig(model="lenet", data_dir=str(data_dir), init=init, **settings)
@@ -38,9 +28,9 @@ def removed(metrics):
 @pytest.mark.parametrize("importance", ["l1", "taylor"])
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_a_flops_target_is_met_with_the_fewest_channels(
-    tiny_mnist_dir, baseline, tmp_path, importance, scope
+    tiny_mnist_dir, lenet_baseline, tmp_path, importance, scope
 ):
-    cfg = arm(tiny_mnist_dir, baseline, flops_target=0.5, importance=importance, scope=scope)
+    cfg = arm(tiny_mnist_dir, lenet_baseline, flops_target=0.5, importance=importance, scope=scope)
     final = train_trial(cfg, None, str(tmp_path / "arm"))
     assert removed(final) >= 0.5, final["flops"]
     assert removed(final) < 0.56, "the smallest ratio that meets the target, not more"
@@ -51,14 +41,14 @@ def test_a_flops_target_is_met_with_the_fewest_channels(
     assert ckpt.config.flops_target == 0.5
 
 
-def test_taylor_ranks_by_gradient_and_weight_not_by_norm(tiny_mnist_dir, baseline, tmp_path):
+def test_taylor_ranks_by_gradient_and_weight_not_by_norm(tiny_mnist_dir, lenet_baseline, tmp_path):
     from sweep.data import datasets as data
     from sweep.device import resolve_compute
     from sweep.train.channels import taylor_scores
     from sweep.train.weights import load_initial_weights
 
     model = models.create("lenet", num_classes=10, in_channels=1, input_size=(28, 28))
-    load_initial_weights(model, baseline)
+    load_initial_weights(model, lenet_baseline)
     groups = neuron_groups(model)
     splits = data.load("mnist", data_dir=str(tiny_mnist_dir), holdout=20)
     cfg = TrialConfig(model="lenet", batch_size=16)
@@ -74,24 +64,23 @@ def test_bn_scale_ranks_by_gamma_and_is_refused_without_batchnorm():
     net = models.create("resnet20", num_classes=10, in_channels=3, input_size=(32, 32))
     groups = neuron_groups(net)
     check_importance(groups, "bn_scale")
-    first = net.body.get_submodule("bn1") if hasattr(net.body, "bn1") else None
     g = next(g for g in groups if g.name == "layer1.0.conv1")
     bn = next(m for m in g.modules if isinstance(m, torch.nn.BatchNorm2d))
     with torch.no_grad():
         bn.weight.copy_(torch.arange(g.width, dtype=torch.float32) - 3.5)
     scores = channel_importance(g, "bn_scale")
-    assert torch.equal(scores, (torch.arange(g.width, dtype=torch.float32) - 3.5).abs()), first
+    assert torch.equal(scores, (torch.arange(g.width, dtype=torch.float32) - 3.5).abs())
     assert magnitude_masks([g], 0.25, "bn_scale")[0].nonzero().view(-1).tolist() == [2, 3, 4, 5]
     lenet = models.create("lenet", num_classes=10, in_channels=1, input_size=(28, 28))
     with pytest.raises(SweepError, match=r"importance bn_scale needs a BatchNorm .* conv1 has none"):
         check_importance(neuron_groups(lenet), "bn_scale")
 
 
-def test_the_prox_tops_up_to_the_target_and_rewinds_its_survivors(tiny_mnist_dir, baseline, tmp_path):
+def test_the_prox_tops_up_to_the_target_and_rewinds_its_survivors(tiny_mnist_dir, lenet_baseline, tmp_path):
     reports = []
     cfg = arm(
         tiny_mnist_dir,
-        baseline,
+        lenet_baseline,
         method="prox",
         penalty="group_lasso",
         lam=1e-4,
@@ -107,7 +96,7 @@ def test_the_prox_tops_up_to_the_target_and_rewinds_its_survivors(tiny_mnist_dir
     assert removed(reports[0]) < 0.5 <= removed(reports[-1]), "the tiny lambda alone removes little"
     # lr 1e-9: the debias phase leaves the rewound weights where they were, so the survivors are the
     # baseline's own weights, and the pruned ones exact zeros
-    start = load_checkpoint(baseline).model.state_dict()
+    start = load_checkpoint(lenet_baseline).model.state_dict()
     now = load_checkpoint(str(tmp_path / "prox" / "checkpoint.pt")).model
     alive = alive_masks(now)
     for g in neuron_groups(now):
@@ -130,8 +119,8 @@ def test_flops_scaling_pulls_hardest_where_a_channel_costs_most():
     assert size_at(net, {"layer1.0.conv1": keep}).flops < full
 
 
-def test_an_unreachable_target_is_one_line(tiny_mnist_dir, baseline, tmp_path):
-    cfg = arm(tiny_mnist_dir, baseline, flops_target=0.95, layers=["fc1"])
+def test_an_unreachable_target_is_one_line(tiny_mnist_dir, lenet_baseline, tmp_path):
+    cfg = arm(tiny_mnist_dir, lenet_baseline, flops_target=0.95, layers=["fc1"])
     with pytest.raises(SweepError, match=r"flops_target 0.95 cannot be reached by pruning fc1: at most"):
         train_trial(cfg, None, str(tmp_path / "arm"))
 

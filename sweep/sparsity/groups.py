@@ -36,9 +36,10 @@ class GroupSlice:
     channels: torch.Tensor | None
     bn: bool = False  # a BatchNorm's scale or shift
 
-    def view(self) -> torch.Tensor:
-        """The slice's rows as (n, -1): a view of the parameter when whole, else a copy."""
-        p = self.param.data
+    def view(self, tensor: torch.Tensor | None = None) -> torch.Tensor:
+        """The slice's rows of the parameter (or of ``tensor``, shaped like it, e.g. its gradient times
+        its weights) as (n, -1): a view when whole, else a copy."""
+        p = self.param.data if tensor is None else tensor
         sub = p if self.rows is None else p.index_select(0, self.rows)
         return sub.view(sub.shape[0], -1)
 
@@ -106,23 +107,29 @@ class NeuronGroups:
 
     def sq_norms(self, bn_only: bool = False) -> torch.Tensor:
         """||w_g||^2 per channel (over the BatchNorm slices only, with ``bn_only``)."""
-        return self._per_channel(lambda rows: torch.linalg.vector_norm(rows, dim=1).square_(), bn_only)
+        return self.channel_sums(
+            lambda rows: torch.linalg.vector_norm(rows, dim=1).square_(), _bn_rows if bn_only else None
+        )
 
     def l1_norms(self) -> torch.Tensor:
         """||w_g||_1 per channel: the sum of the absolute values of everything that produces it."""
-        return self._per_channel(lambda rows: rows.abs().sum(dim=1))
+        return self.channel_sums(lambda rows: rows.abs().sum(dim=1))
 
-    def _per_channel(
-        self, per_row: Callable[[torch.Tensor], torch.Tensor], bn_only: bool = False
+    def channel_sums(
+        self,
+        per_row: Callable[[torch.Tensor], torch.Tensor],
+        rows: Callable[[GroupSlice], torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
-        """``per_row`` of each slice's rows (a new tensor), summed per channel over the slices. A whole
-        first slice starts the sum (0 + x is x, so the same values as from zeros, with two ops fewer on a
-        path the prox takes every step)."""
+        """``per_row`` of each slice's rows (a new tensor), summed per channel over the slices. ``rows``
+        gives the rows a slice contributes (None: the slice is left out); default, its parameter's own
+        (``GroupSlice.view``). A whole first slice starts the sum (0 + x is x, so the same values as from
+        zeros, with two ops fewer on a path the prox takes every step)."""
         out: torch.Tensor | None = None
         for s in self.slices:
-            if bn_only and not s.bn:
+            read = s.view() if rows is None else rows(s)
+            if read is None:
                 continue
-            values = per_row(s.view())
+            values = per_row(read)
             if s.channels is None and out is None:
                 out = values
                 continue
@@ -164,14 +171,7 @@ class NeuronGroups:
     @torch.no_grad()
     def alive(self) -> torch.Tensor:
         """Bool per channel: any of its parameters is non-zero."""
-        count = torch.zeros(self.width, dtype=torch.long, device=self.sizes.device)
-        for s in self.slices:
-            nonzero = s.view().ne(0).any(dim=1).long()
-            if s.channels is None:
-                count += nonzero
-            else:
-                count.index_add_(0, s.channels, nonzero)
-        return count > 0
+        return self.channel_sums(lambda rows: rows.ne(0).any(dim=1).to(self.sizes.dtype)) > 0
 
     @torch.no_grad()
     def zero_(
@@ -190,6 +190,11 @@ class NeuronGroups:
                 buf = optimizer.state.get(s.param, {}).get("momentum_buffer")
                 if buf is not None:
                     buf.index_fill_(0, index, 0)
+
+
+def _bn_rows(s: GroupSlice) -> torch.Tensor | None:
+    """A BatchNorm slice's rows; None for the others (``channel_sums`` then leaves them out)."""
+    return s.view() if s.bn else None
 
 
 def _make_groups(model: nn.Module, group: ChannelGroup) -> NeuronGroups:

@@ -47,29 +47,13 @@ def check_importance(groups: list[NeuronGroups], importance: str) -> None:
             )
 
 
-def _sum_rows(group: NeuronGroups, rows_of: dict[torch.Tensor, torch.Tensor], reduce: str) -> torch.Tensor:
-    """Per channel, the sum over the slices whose parameter is in ``rows_of`` of each row's ``reduce``
-    (abs-sum or plain sum) of the tensor ``rows_of`` maps the parameter to."""
-    out = torch.zeros(group.width, dtype=group.sizes.dtype, device=group.sizes.device)
-    for s in group.slices:
-        values = rows_of.get(s.param)
-        if values is None:
-            continue
-        rows = values if s.rows is None else values.index_select(0, s.rows)
-        rows = rows.reshape(rows.shape[0], -1)
-        per_row = rows.abs().sum(dim=1) if reduce == "abs" else rows.sum(dim=1)
-        if s.channels is None:
-            out += per_row.to(out.dtype)
-        else:
-            out.index_add_(0, s.channels, per_row.to(out.dtype))
-    return out
-
-
 def taylor_terms(group: NeuronGroups) -> torch.Tensor:
     """Per channel, sum of w * dL/dw over its producers for the gradients now in ``.grad`` (square it and
     add over batches for the Taylor score)."""
-    products = {s.param: s.param.data * s.param.grad for s in group.slices if s.param.grad is not None}
-    return _sum_rows(group, products, "sum")
+    return group.channel_sums(
+        lambda rows: rows.sum(dim=1),
+        lambda s: None if s.param.grad is None else s.view(s.param.data * s.param.grad),
+    )
 
 
 def channel_importance(group: NeuronGroups, importance: str) -> torch.Tensor:
@@ -78,7 +62,10 @@ def channel_importance(group: NeuronGroups, importance: str) -> torch.Tensor:
     if importance == "l2":
         return group.sq_norms().sqrt()
     if importance == "bn_scale":
-        return _sum_rows(group, {w: w.data for w in _bn_weights(group)}, "abs")
+        gammas = _bn_weights(group)
+        return group.channel_sums(
+            lambda rows: rows.abs().sum(dim=1), lambda s: s.view() if s.param in gammas else None
+        )
     if importance == "l1":
         return group.l1_norms()
     raise ValueError(f"importance {importance!r} is not computed from the weights alone")
