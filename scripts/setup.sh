@@ -26,5 +26,5 @@ python=${PYTHON:-python3}
 # torch and torchvision first, pinned as a pair: a torchvision built for another torch fails to import.
 .venv/bin/python -c "import torch, torchvision" 2>/dev/null ||
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-.venv/bin/pip install -q -e '.[dev,onnx]'
+.venv/bin/pip install -q -e '.[dev,onnx,timm]'
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

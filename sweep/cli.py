@@ -67,7 +67,7 @@ def _init_arg(p: argparse.ArgumentParser) -> None:
         "--init",
         type=text,
         help="start from these weights: a .safetensors or state-dict file, a sweep checkpoint or export, "
-        "torchvision:<Weights>.<NAME>, or baseline (run: the study's baseline, trained first)",
+        "torchvision:<Weights>.<NAME>, timm:<NAME>[.<TAG>], or baseline (run: the study's baseline, trained first)",
     )
 
 

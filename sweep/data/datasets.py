@@ -291,7 +291,8 @@ def available_offline(data_dir: str | None = None) -> list[str]:
     return found
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """SWEEP_OFFLINE=1: nothing is downloaded; data and weights come from local files and caches only."""
     return os.environ.get("SWEEP_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -322,11 +323,11 @@ def _locate(name: str, data_dir: str | None, download: bool | None) -> Path:
     if found is not None:
         return found
     if download is None:
-        download = not _offline()
+        download = not offline()
     if spec.download is None:
         reason = "it cannot be downloaded automatically"
     elif not download:
-        reason = "downloads are off (SWEEP_OFFLINE=1)" if _offline() else "downloads are off"
+        reason = "downloads are off (SWEEP_OFFLINE=1)" if offline() else "downloads are off"
     else:
         target = Path(data_dir).expanduser() if data_dir else _cache_root()
         reason = _try_download(spec, target)

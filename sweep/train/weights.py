@@ -3,8 +3,9 @@
 ``init`` is one of: a ``.safetensors`` file; a PyTorch file holding a state dict (read with
 ``weights_only=True``, so it never runs code); a ``sweep`` trial checkpoint (``checkpoint.pt`` or its
 folder); an exported ``sweep`` model folder (``model.safetensors`` beside ``architecture.json``) of the
-same dense network; or ``torchvision:<Weights>.<NAME>`` (``torchvision:ResNet18_Weights.IMAGENET1K_V1``),
-downloaded when online. ``baseline`` is not a file: ``sweep run`` trains the study's unconstrained trial
+same dense network; or a zoo's pretrained weights, ``torchvision:<Weights>.<NAME>`` or
+``timm:<NAME>[.<TAG>]`` (``sweep.train.zoo_weights``: downloaded when online, the classifier fresh where
+the class counts differ). ``baseline`` is not a file: ``sweep run`` trains the study's unconstrained trial
 first and gives every penalised trial its checkpoint (``sweep.search.driver``).
 
 Keys may be the bare network's (``conv1.weight``), the ``Net``'s (``body.conv1.weight``) or a
@@ -14,7 +15,6 @@ the first that is missing, extra or of another shape is named.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -22,11 +22,12 @@ from torch import nn
 
 from sweep.config import INIT_BASELINE
 from sweep.errors import SweepError, first_line
+from sweep.models.external import TIMM, TORCHVISION
+from sweep.train.zoo_weights import is_zoo, zoo_state
 
-TORCHVISION_PREFIX = "torchvision:"
 ALLOWED = (
     "a .safetensors file, a PyTorch state-dict file, a sweep checkpoint, an exported sweep folder, "
-    f"{TORCHVISION_PREFIX}<Weights>.<NAME> or {INIT_BASELINE} (sweep run only)"
+    f"{TORCHVISION}<Weights>.<NAME>, {TIMM}<NAME>[.<TAG>] or {INIT_BASELINE} (sweep run only)"
 )
 # counts that BatchNorm keeps but that do not change what the network computes
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
@@ -34,8 +35,8 @@ OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 def absolute_init(init: str | None) -> str | None:
     """A weights file as an absolute path (Ray workers and checkpoints outlive the working directory);
-    ``baseline`` and torchvision names as given."""
-    if init is None or init == INIT_BASELINE or init.startswith(TORCHVISION_PREFIX):
+    ``baseline`` and zoo names as given."""
+    if init is None or init == INIT_BASELINE or is_zoo(init):
         return init
     return str(Path(init).expanduser().resolve())
 
@@ -47,8 +48,6 @@ def read_state(init: str) -> dict[str, torch.Tensor]:
             "init: baseline is resolved by sweep run (it trains the study's baseline first); for one "
             f"trial, give a file: {ALLOWED}"
         )
-    if init.startswith(TORCHVISION_PREFIX):
-        return _torchvision_state(init[len(TORCHVISION_PREFIX) :])
     path = Path(init).expanduser()
     if path.is_dir():
         for name in ("model.safetensors", "checkpoint.pt"):
@@ -90,38 +89,23 @@ def _state_of(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     raise SweepError(f"init {path} holds no state dict (a mapping of names to tensors)")
 
 
-def _torchvision_state(name: str) -> dict[str, torch.Tensor]:
-    import torchvision
-
-    try:
-        weights = torchvision.models.get_weight(name)
-    except (ValueError, KeyError, AttributeError):
-        raise SweepError(
-            f"init {TORCHVISION_PREFIX}{name}: torchvision has no such weights (the form is "
-            "<Weights>.<NAME>, as ResNet18_Weights.IMAGENET1K_V1)"
-        ) from None
-    if os.environ.get("SWEEP_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        raise SweepError(
-            f"init {TORCHVISION_PREFIX}{name}: downloads are off (SWEEP_OFFLINE=1); save the weights "
-            "as a file where you are online and give its path"
-        )
-    try:
-        return weights.get_state_dict(progress=False)
-    except Exception as err:  # the download: any network or file error
-        raise SweepError(
-            f"init {TORCHVISION_PREFIX}{name}: the download failed ({first_line(err)})"
-        ) from None
-
-
 def fitted_state(model: nn.Module, init: str, prefix: str = "body.") -> dict[str, torch.Tensor]:
     """The tensors ``init`` names, keyed as ``model`` (a ``Net``: its own keys start with ``prefix``) keys
     them; SweepError naming the first key that is missing, extra or of another shape. ``model`` may live
-    on the meta device (a check before any data is read)."""
-    given = _rekey(read_state(init), prefix)
+    on the meta device (a check before any data is read). A zoo's classifier for another class count is
+    left out (``fresh_classifier``)."""
     own = model.state_dict()
+    fresh: set[str] = set()
+    if is_zoo(init):
+        zoo = zoo_state(init, int(getattr(model, "input_size", (3,))[0]))
+        given = _rekey(zoo.state, prefix)
+        fresh = fresh_classifier(given, own, zoo.classes, getattr(model, "num_classes", None))
+        given = {k: v for k, v in given.items() if k not in fresh}
+    else:
+        given = _rekey(read_state(init), prefix)
     for key, tensor in own.items():
         if key not in given:
-            if key.endswith(OPTIONAL_SUFFIXES):
+            if key.endswith(OPTIONAL_SUFFIXES) or key in fresh:
                 continue
             raise SweepError(f"init {init} does not fit the model: it has no {_shown(key, prefix)}")
         if tuple(given[key].shape) != tuple(tensor.shape):
@@ -135,13 +119,39 @@ def fitted_state(model: nn.Module, init: str, prefix: str = "body.") -> dict[str
     return given
 
 
+def fresh_classifier(
+    given: dict[str, torch.Tensor], own: dict[str, torch.Tensor], classes: int | None, num_classes: int | None
+) -> set[str]:
+    """The keys of a classifier trained for ``classes`` classes where the model has ``num_classes``: their
+    rows are the class counts and the rest of their shapes agree."""
+    if not classes or not num_classes or classes == num_classes:
+        return set()
+    return {
+        key
+        for key, tensor in given.items()
+        if key in own
+        and tensor.dim() >= 1
+        and tensor.shape[0] == classes
+        and own[key].shape[0] == num_classes
+        and tensor.shape[1:] == own[key].shape[1:]
+    }
+
+
 def load_initial_weights(model: nn.Module, init: str) -> None:
-    """Copy the weights ``init`` names into ``model`` (see ``fitted_state``)."""
+    """Copy the weights ``init`` names into ``model`` (see ``fitted_state``); a zoo's classifier for
+    another class count keeps its fresh init, and a line says so."""
     given = fitted_state(model, init)
+    fresh = []
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if key in given:
                 tensor.copy_(given[key].to(tensor.dtype))
+            elif not key.endswith(OPTIONAL_SUFFIXES):
+                fresh.append(key)
+    if fresh:
+        print(
+            f"init {init}: {', '.join(_shown(k, 'body.') for k in fresh)} start fresh (another class count)"
+        )
 
 
 def check_init(model: str, dataset: str | None, init: str | None, sweep: bool = True) -> None:
