@@ -291,6 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=0, help="times Ray runs a failed trial again")
     p.add_argument("--address", type=text, help="join an existing Ray cluster (ray://host:port or auto)")
     p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument(
+        "--warm-start",
+        type=text,
+        metavar="STUDY",
+        help="try the Pareto front of this earlier study (same model and data) first",
+    )
+    p.add_argument(
+        "--warm-storage", type=text, metavar="URL", help="--warm-start's database (default: --storage)"
+    )
     p.add_argument("--out", type=text, default="runs", help="where Ray keeps trial checkpoints")
 
     p = sub.add_parser("status", help="studies in a database, or one study's trials")

@@ -43,6 +43,7 @@ from sweep.search.searcher import (
 )
 from sweep.search.stop import INTERRUPT, print_run_line, stop_on_fault, was_cut
 from sweep.search.trainable import TRIAL_NUMBER, make_trainable
+from sweep.search.warm import warm_points
 from sweep.space import Distribution, SearchSpace
 from sweep.space import default as space_default
 from sweep.study import (
@@ -93,6 +94,8 @@ def run_command(
     precision: str | None = None,
     init: str | None = None,
     input_size: int | None = None,
+    warm_start: str | None = None,
+    warm_storage: str | None = None,
 ) -> int:
     """``sweep run``: search the model's space for the error/size trade-off; trials go to the study.
 
@@ -140,6 +143,10 @@ def run_command(
     from sweep.study import check_before_run
 
     check_before_run(url, plan.name, plan.space.fingerprint(plan.budget, plan.overrides), resume)
+    if warm_start:
+        warm = warm_points(warm_start, resolve_storage(warm_storage or url), plan, url)
+        print(f"warm start: {len(warm)} point(s) from the front of study {warm_start} go first", flush=True)
+        plan.space = dataclasses.replace(plan.space, start=(*warm, *plan.space.start))
     if "://" not in plan.out:  # a URI is left to Ray
         check_writable_folder(plan.out, "--out")
     with INTERRUPT.handling():  # SIGTERM from here on ends the sweep as Ctrl-C does (sweep.search.stop)
