@@ -149,3 +149,26 @@ def test_check_is_fast_on_a_resnet50_at_64_px(capsys: pytest.CaptureFixture[str]
     assert code == 0
     seconds = float(out[-1].rsplit(" in ", 1)[1].split()[0])
     assert seconds < 30, out[-1]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        ("0.02", ["the channel analysis of ResNet did not finish in 0.02 s", "raise SWEEP_GRAPH_SECONDS"]),
+        ("soon", ["SWEEP_GRAPH_SECONDS must be a number of seconds", "'soon'"]),
+        ("-1", ["SWEEP_GRAPH_SECONDS must be a number of seconds >= 0"]),
+    ],
+)
+def test_an_analysis_past_its_time_limit_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, seconds: str, words: list[str]
+) -> None:
+    """The guard for graphs the library's search takes minutes on (timm's rexnet_100): one line naming
+    the limit, after which the process's alarm handler is what it was."""
+    import signal
+
+    monkeypatch.setenv("SWEEP_GRAPH_SECONDS", seconds)
+    handler = signal.getsignal(signal.SIGALRM)
+    code, out, err = run(capsys, "torchvision:resnet50", "--input-size", "64")
+    assert code == 2 and out == []
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert signal.getsignal(signal.SIGALRM) is handler

@@ -32,6 +32,7 @@ import torch_pruning as tp
 from torch import nn
 
 from sweep.errors import SweepError, quote
+from sweep.structure.deadline import deadline
 from sweep.structure.shuffle import VERSION_SUFFIX, library_failure, mixing_nodes, tolerant_mapping
 
 PRODUCER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
@@ -150,15 +151,16 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor) -> Structure:
     cannot follow. The model's parameters, train/eval modes and ``requires_grad`` flags are left as found."""
     names = {m: n for n, m in model.named_modules()}
     _check_layers(model)
-    graph = _trace_once_each(model, example_input, names)
-    mixing = mixing_nodes(graph)
-    for node in mixing:
-        node.dependencies = []  # a group stops where the channel axis moves (and is then kept whole)
-    _check_ops(graph, names, mixing)
+    with deadline(f"the channel analysis of {type(model).__name__}"):
+        graph = _trace_once_each(model, example_input, names)
+        mixing = mixing_nodes(graph)
+        for node in mixing:
+            node.dependencies = []  # a group stops where the channel axis moves (and is then kept whole)
+        _check_ops(graph, names, mixing)
+        with tolerant_mapping():
+            tp_groups = list(graph.get_all_groups(root_module_types=ROOT_TYPES))
     order = {n: i for i, n in enumerate(names.values())}
     groups, kept = [], []
-    with tolerant_mapping():
-        tp_groups = list(graph.get_all_groups(root_module_types=ROOT_TYPES))
     for tp_group in tp_groups:
         if any(item.dep.target in mixing for item in tp_group):
             # channels that pass a channel shuffle are kept whole
