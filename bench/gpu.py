@@ -212,6 +212,7 @@ def write_jpeg_folder(root: Path, classes: int, per_class: int, side: int = 224)
 
 def imagenet_path(root: Path, workers: list[int], batch: int, device: torch.device) -> dict[str, Any]:
     from sweep.data import datasets as data
+
     out: dict[str, Any] = {"decode": {}}
     for w in workers:  # the loader alone: decode + crop + to tensor, into pinned memory
         split = data.load("imagenet", data_dir=str(root), num_workers=w).train.to(device)

@@ -299,6 +299,7 @@ def full_units(result: ModelResult) -> dict[str, int]:
     import torch
 
     from sweep import models
+
     with torch.device("meta"):
         return models.create(result.paper.model).widths()
 

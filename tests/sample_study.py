@@ -135,6 +135,7 @@ def deep_study(path: Path) -> str:
     import numpy as np
 
     from sweep import models
+
     full = models.create("resnet56").widths()
     storage = f"sqlite:///{path}"
     study = optuna.create_study(storage=storage, study_name="deep", directions=["minimize", "minimize"])

@@ -94,7 +94,9 @@ def test_a_bn_network_fine_tuned_with_both_reports_its_scales_and_loses_channels
 
 
 def test_lam_scaling_is_checked_by_name_in_settings_and_spaces(tmp_path):
-    with pytest.raises(SweepError, match="lam_scaling must be one of uniform, rms, flops, rms_flops, got 'l2'"):
+    with pytest.raises(
+        SweepError, match="lam_scaling must be one of uniform, rms, flops, rms_flops, got 'l2'"
+    ):
         TrialConfig(model="lenet", lam_scaling="l2").validate()
     bad = tmp_path / "s.yaml"
     bad.write_text(

@@ -78,7 +78,11 @@ def test_a_56_layer_networks_widths_stay_readable(tmp_path: Path) -> None:
         ticks = driver.execute_script(
             "return Array.from(document.querySelectorAll('#fig-layers .ytick text')).map(t => t.textContent);"
         )
-        assert len(ticks) == 30 and any(t.startswith("conv1 (16)") for t in ticks) and any("layer3.8" in t for t in ticks)
+        assert (
+            len(ticks) == 30
+            and any(t.startswith("conv1 (16)") for t in ticks)
+            and any("layer3.8" in t for t in ticks)
+        )
         boxes = driver.execute_script(
             "return Array.from(document.querySelectorAll('#fig-layers .ytick text'))"
             ".map(t => t.getBoundingClientRect()).map(r => [r.top, r.bottom]);"

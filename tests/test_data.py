@@ -311,7 +311,9 @@ def test_data_dir_wins_over_sweep_data_dir(
     assert data.load("mnist", data_dir=str(tmp_path / "a")).source == str(tmp_path / "a" / "mnist")
     assert set(data.available_offline()) >= {"mnist"}
     (tmp_path / "c").mkdir()
-    with pytest.raises(SweepError, match=r"dataset mnist not found; .*/c \(the data folder given, .*/c, and nowhere else\)"):
+    with pytest.raises(
+        SweepError, match=r"dataset mnist not found; .*/c \(the data folder given, .*/c, and nowhere else\)"
+    ):
         data.load("mnist", data_dir=str(tmp_path / "c"))  # not silently the copy in $SWEEP_DATA_DIR
 
 

@@ -233,7 +233,9 @@ def test_a_model_is_built_up_front_for_the_input_size_and_classes_it_gets(work: 
     space_checks.check_sizes(None, _config(work, "sized_for_32", None))  # the folder's default side: 32
     with pytest.raises(SweepError, match=r"^model '.*/nets\.py:sized_for_32' cannot take input 3x16x16: "):
         space_checks.check_sizes(None, _config(work, "sized_for_32", 16))
-    space_checks.check_sizes(None, TrialConfig(model="lenet", input_size=16))  # a registered model is checked too
+    space_checks.check_sizes(
+        None, TrialConfig(model="lenet", input_size=16)
+    )  # a registered model is checked too
 
 
 def _refused(cwd: Path, *argv: str) -> str:

@@ -272,7 +272,9 @@ def test_wal_database_is_read_while_a_write_is_open(tmp_path: Path) -> None:
         writer.close()
 
 
-def test_sweep_pareto_folds_a_56_layer_networks_widths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_pareto_folds_a_56_layer_networks_widths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = deep_study(tmp_path / "deep.db")
     assert main(["pareto", "deep", "--storage", url]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "alive in 30 layers" in line]

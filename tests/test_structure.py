@@ -260,7 +260,10 @@ class TwoConvs(nn.Module):
         (TwoConvs(lambda t: t, nn.GroupNorm(2, 8)), ["'middle' (GroupNorm)", "over channels", "not exact"]),
         (TwoConvs(lambda t: t, nn.PReLU(8)), ["'middle' (PReLU)", "supported: Conv2d"]),
         (TwoConvs(lambda t: t, nn.BatchNorm2d(8, affine=False)), ["'middle'", "affine=True"]),
-        (TwoConvs(lambda t: torch.sigmoid(t) * torch.sigmoid(t)), ["SigmoidBackward0", "after layer 'conv1'"]),
+        (
+            TwoConvs(lambda t: torch.sigmoid(t) * torch.sigmoid(t)),
+            ["SigmoidBackward0", "after layer 'conv1'"],
+        ),
         (TwoConvs(lambda t: torch.sigmoid(t) * 2), ["SigmoidBackward0", "after layer 'conv1'"]),
     ],
 )

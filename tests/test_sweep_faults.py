@@ -89,7 +89,9 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and len(err) == 1, done.stderr
     assert err[0].startswith("sweep: error: the sweep stopped: ") and "--resume" in err[0]
-    what = "no space left on the device under --out" if full == "out" else "study database could not be written"
+    what = (
+        "no space left on the device under --out" if full == "out" else "study database could not be written"
+    )
     assert what in err[0]
     kept = {
         t.number: t.values

@@ -171,6 +171,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tiny_mnist_dir, tmp_pat
 
 def test_empty_data_dir_message_says_where_it_looked(offline_data_env, tmp_path):
     from sweep.data import datasets as data
+
     with pytest.raises(SweepError) as info:
         data.load("mnist", data_dir=str(tmp_path))
     assert str(tmp_path) in str(info.value)

@@ -148,7 +148,9 @@ def test_export_of_a_tampered_checkpoint_runs_no_code(
     marker = _tampered(lenet_trial, tmp_path, arch_only)
     out = tmp_path / "exported"
     try:
-        code = main(["export", "trust", "--storage", lenet_trial["storage"], "--trial", "0", "--out", str(out)])
+        code = main(
+            ["export", "trust", "--storage", lenet_trial["storage"], "--trial", "0", "--out", str(out)]
+        )
         with pytest.raises(SweepError, match="but the study recorded 'lenet'"):
             load_checkpoint(lenet_trial["checkpoint"], expected="lenet")
         with pytest.raises(SweepError, match="code from outside sweep"):
@@ -174,7 +176,9 @@ def test_export_of_a_tampered_checkpoint_runs_no_code(
     ],
     ids=["arch-list", "size-text", "metrics-int", "epoch-text", "classes-negative"],
 )
-def test_a_hand_edited_checkpoint_is_one_error(lenet_trial: dict[str, Any], tmp_path: Path, edit: Any) -> None:
+def test_a_hand_edited_checkpoint_is_one_error(
+    lenet_trial: dict[str, Any], tmp_path: Path, edit: Any
+) -> None:
     payload = torch.load(lenet_trial["checkpoint"], map_location="cpu", weights_only=True)
     edit(payload)
     path = tmp_path / "checkpoint.pt"
