@@ -28,11 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from sweep.errors import SweepError, quote
 from sweep.structure.deadline import deadline
+from sweep.structure.library import tp
 from sweep.structure.shuffle import VERSION_SUFFIX, library_failure, mixing_nodes, tolerant_mapping
 
 PRODUCER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)

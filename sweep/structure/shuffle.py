@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from sweep.errors import SweepError
+from sweep.structure.library import tp
 
 VERSION_SUFFIX = re.compile(r"Backward\d*$")
 _MAPPING = tp.dependency.index_mapping
