@@ -18,6 +18,9 @@ import pytest
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
+# enough trials that the sweep is still running when the filler, which polls every 0.2 s, has seen the
+# first one complete: a smoke trial here trains in 0.2 s once its worker has started
+TRIALS = 12
 
 
 def fill_after_first_complete(
@@ -78,7 +81,18 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     db = (small_disk if full == "database" else tmp_path) / "sweep.db"
     url = f"sqlite:///{db}"
     out = (small_disk if full == "out" else tmp_path) / "runs"
-    args = ["--trials", "4", "--epochs", "1", "--subset", "300", "--concurrency", "1", "--storage", url]
+    args = [
+        "--trials",
+        str(TRIALS),
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
+        "--concurrency",
+        "1",
+        "--storage",
+        url,
+    ]
     args += ["--out", str(out), "--data-dir", str(data.parent)]
     stop = threading.Event()
     filler = fill_after_first_complete(url, small_disk, stop, 75.0 if full == "locked database" else 0.0)
@@ -106,5 +120,5 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_resume_completes_it(
     assert again.returncode == 0, again.stdout + again.stderr
     trials = optuna.load_study(study_name="lenet-mnist", storage=url).trials
     complete = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
-    assert len(complete) == 4 and all(complete[n] == v for n, v in kept.items())
+    assert len(complete) == TRIALS and all(complete[n] == v for n, v in kept.items())
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
