@@ -4,6 +4,7 @@ export's default pick (the smallest network within ``--max-increase`` points of 
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import optuna
@@ -172,6 +173,26 @@ def test_init_baseline_trains_the_baseline_first_and_every_trial_starts_from_it(
     assert len(trials) == 4 and sum(is_baseline(t) for t in trials) == 1
     assert "training the study's baseline first" not in out
     assert trials[3].user_attrs["config"]["init"] == start
+
+    # the baseline's checkpoint is kept with the study (an Optuna artifact beside the database), so Ray's
+    # result folder can go: a resume and a re-run of a trial start from the kept copy
+    kept = [p for p in (tmp_path / "sweep.db.artifacts").iterdir() if p.is_file()]
+    assert len(kept) == 1 and kept[0].read_bytes() == Path(start).read_bytes()
+    shutil.rmtree(tmp_path / "runs")
+    assert run_command(**run_args(*argv, "--resume", "--trials", "5")) == 0
+    out = capsys.readouterr().out
+    assert f"init: baseline: the trials fine-tune from {kept[0]}" in out
+    trials = optuna.load_study(study_name="lenet-mnist", storage=url).trials
+    assert trials[4].state == TrialState.COMPLETE and trials[4].user_attrs["config"]["init"] == str(kept[0])
+    again = ["train", "--from", "lenet-mnist:1", "--storage", url, "--out", str(tmp_path / "again")]
+    assert main(again) == 0
+    assert "from the baseline checkpoint kept with the study" in capsys.readouterr().out
+
+    shutil.rmtree(tmp_path / "sweep.db.artifacts")  # neither copy left: one line, nothing run
+    assert main(["run", "lenet", *argv, "--resume", "--trials", "6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "baseline checkpoint" in err[0] and "kept no copy" in err[0], err
+    assert len(optuna.load_study(study_name="lenet-mnist", storage=url).trials) == 5
 
 
 def sample_rows(tmp_path: Path) -> tuple[str, list]:

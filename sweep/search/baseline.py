@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from sweep.study import is_baseline
+from sweep.errors import SweepError
+from sweep.study import is_baseline, keep_baseline, kept_baseline
 
 if TYPE_CHECKING:
     import optuna
@@ -57,9 +59,27 @@ def fit_from_baseline(
                     "did not finish"
                 )
             return outcomes
+    checkpoint = _kept(study, rdb, plan.out, checkpoint)
     print(f"init: baseline: the trials fine-tune from {checkpoint}", flush=True)
     rest = dataclasses.replace(plan, overrides={**plan.overrides, "init": checkpoint})
     return outcomes + (fit(rest, study, rdb, n_trials, seed, fault, until) if n_trials > 0 else [])
+
+
+def _kept(study: optuna.Study, rdb: optuna.storages.RDBStorage, out: str, checkpoint: str) -> str:
+    """The baseline checkpoint the trials start from: Ray's, copied into the study's artifacts once, or
+    that copy when Ray's folder is gone (a resume after ``--out`` was cleared)."""
+    if Path(checkpoint).exists():
+        kept = keep_baseline(study, rdb.url, out, checkpoint)
+        if kept is not None:
+            print(f"init: baseline: its checkpoint is kept with the study in {kept}", flush=True)
+        return checkpoint
+    kept = kept_baseline(study, rdb.url, out)
+    if kept is None:
+        raise SweepError(
+            f"the study's baseline checkpoint {checkpoint} is gone and the study kept no copy of it: "
+            "start a new study, or put the checkpoint back"
+        )
+    return str(kept)
 
 
 def baseline_checkpoint(study: optuna.Study, rdb: optuna.storages.RDBStorage) -> str | None:

@@ -2,6 +2,7 @@
 the checks before writing, counting its trials (``StudyCounts``), naming its objectives
 (``objective_names``), and `sweep status`."""
 
+from sweep.study.artifacts import keep_baseline, kept_baseline
 from sweep.study.checks import check_before_run
 from sweep.study.command import status_command
 from sweep.study.create import (
@@ -69,6 +70,8 @@ __all__ = [
     "finished_trial_attrs",
     "grid_points",
     "is_baseline",
+    "keep_baseline",
+    "kept_baseline",
     "load_existing",
     "load_study_readonly",
     "make_sampler",

@@ -20,6 +20,7 @@ from sweep import models
 from sweep.config import TrialConfig
 from sweep.errors import SweepError, quote
 from sweep.models.trust import is_installed
+from sweep.train.checkpoint import checkpoint_path
 
 
 def split_reference(text: str) -> tuple[str, int]:
@@ -37,13 +38,22 @@ def split_reference(text: str) -> tuple[str, int]:
 
 def study_config(reference: str, storage: str | None) -> tuple[dict[str, Any], str]:
     """The ``config`` a study's trial recorded, and where it came from, in words."""
-    from sweep.study import close_study, load_study_readonly, redact, with_lock_retries
+    from sweep.study import (
+        close_study,
+        default_storage,
+        is_baseline,
+        kept_baseline,
+        load_study_readonly,
+        redact,
+        with_lock_retries,
+    )
 
     study, number = split_reference(reference)
     opened = load_study_readonly(study, storage)
     try:
         trials = with_lock_retries(lambda: opened.get_trials(deepcopy=False))
         url = redact(storage) if storage else None
+        kept = kept_baseline(opened, storage or default_storage())
     finally:
         close_study(opened)
     trial = next((t for t in trials if t.number == number), None)
@@ -55,8 +65,16 @@ def study_config(reference: str, storage: str | None) -> tuple[dict[str, Any], s
         raise SweepError(
             f"trial {number} of study {quote(study)} recorded no training config: it cannot be re-run"
         )
+    config = dict(config)
     where = f"trial {number} of study {quote(study)}" + (f" in {url}" if url else "")
-    return dict(config), where
+    baseline = next((t.user_attrs.get("checkpoint") for t in trials if is_baseline(t)), None)
+    init = config.get("init")
+    if kept is not None and isinstance(init, str) and isinstance(baseline, str):
+        gone = not checkpoint_path(init, storage or "").exists()
+        if gone and checkpoint_path(init, storage or "") == checkpoint_path(baseline, storage or ""):
+            config["init"] = str(kept)  # Ray's copy is gone; the study kept its own
+            where += f", from the baseline checkpoint kept with the study ({kept})"
+    return config, where
 
 
 def file_config(path: str) -> tuple[dict[str, Any], str]:
