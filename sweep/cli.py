@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the prox tops its sparse phase up to it when the debias phase starts (default: off)",
     )
     p.add_argument(
+        "--prune-steps",
+        type=int,
+        help="magnitude: prune in N steps, one at the start of each of the first N epochs (default: 1, all "
+        "at once)",
+    )
+    p.add_argument(
         "--rewind",
         action="store_true",
         default=None,

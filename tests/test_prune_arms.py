@@ -2,6 +2,8 @@
 and BatchNorm-scale importances, the prox topped up to a target with its survivors rewound, and the
 penalty weighted by what a channel costs (sweep.train.channels, sweep.sparsity.magnitude)."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -39,6 +41,22 @@ def test_a_flops_target_is_met_with_the_fewest_channels(
     ckpt = load_checkpoint(str(tmp_path / "arm" / "checkpoint.pt"))
     assert ckpt.metrics["pruned_ratio"] == final["pruned_ratio"]
     assert ckpt.config.flops_target == 0.5
+
+
+def test_iterative_pruning_reaches_the_target_in_steps_one_an_epoch(tiny_mnist_dir, lenet_baseline, tmp_path):
+    reports = []
+    cfg = arm(tiny_mnist_dir, lenet_baseline, flops_target=0.6, scope="global", prune_steps=3, epochs=4)
+    train_trial(cfg, lambda m, _ckpt: reports.append(m), str(tmp_path / "arm"))
+    shares = [1 - m["flops"] / m["flops_full"] for m in reports]
+    # a third, two thirds, then all of the target; held from the last step on
+    assert 0.2 <= shares[0] < 0.3 and 0.4 <= shares[1] < 0.5 and 0.6 <= shares[2] < 0.66, shares
+    assert shares[3] == shares[2]
+    widths = [m["widths"] for m in reports]
+    for before, after in itertools.pairwise(widths):  # a step only adds to what went before
+        assert all(after[name] <= before[name] for name in before), (before, after)
+    ckpt = load_checkpoint(str(tmp_path / "arm" / "checkpoint.pt"))
+    assert ckpt.config.prune_steps == 3
+    assert {g.name: int(g.alive().sum()) for g in neuron_groups(ckpt.model)} == widths[-1]
 
 
 def test_taylor_ranks_by_gradient_and_weight_not_by_norm(tiny_mnist_dir, lenet_baseline, tmp_path):
@@ -132,6 +150,9 @@ def test_an_unreachable_target_is_one_line(tiny_mnist_dir, lenet_baseline, tmp_p
         (["--rewind"], "rewind must be false unless method is prox with debias epochs"),
         (["--method", "prox", "--flops-target", "0.5"], "flops_target must be null for a prox trial without"),
         (["--importance", "hessian"], "--importance: invalid choice: 'hessian'"),
+        (["--prune-steps", "3"], "prune_steps must be at most epochs (1): one step per epoch, got 3"),
+        (["--method", "prox", "--prune-steps", "2"], "prune_steps must be 1 unless method is magnitude"),
+        (["--prune-steps", "0"], "prune_steps must be"),
     ],
 )
 def test_bad_arm_settings_are_one_line_and_exit_2(tiny_mnist_dir, tmp_path, capsys, args, message):
@@ -163,6 +184,7 @@ search:
   prune_ratio: {low: 0.2, high: 0.7}
   flops_target: {low: 0.3, high: 0.7}
   rewind: {choices: [true, false]}
+  prune_steps: {low: 1, high: 3}
   debias_fraction: {low: 0.5, high: 0.8}
 budgets:
   smoke: {trials: 2, epochs: 4}
@@ -186,10 +208,11 @@ def test_a_space_searches_targets_and_rewinding_where_the_method_uses_them(tmp_p
         # rewind only for the prox, prune_ratio only for magnitude: never an invalid pair
         assert ("rewind" in params) == (cfg.method == "prox")
         assert ("prune_ratio" in params) == (cfg.method == "magnitude")
+        assert ("prune_steps" in params) == (cfg.method == "magnitude")
         seen.add(cfg.method)
     assert seen == {"prox", "magnitude"}
     base = space.baseline()
-    assert not {"flops_target", "rewind", "method"} & set(base)
+    assert not {"flops_target", "rewind", "method", "prune_steps"} & set(base)
     path.write_text(SPACE.replace("[true, false]", "[true, 'no']"))
     with pytest.raises(SweepError, match=r"search\.rewind\.choices\[1\]: must be true or false, got 'no'"):
         load_space("lenet", str(path))
@@ -207,6 +230,7 @@ def test_tables_name_a_magnitude_trial_by_its_pruning():
     )
     taylor = {"method": "magnitude", "importance": "taylor", "flops_target": 0.45, "scope": "global"}
     assert pruning_label(taylor) == "magnitude taylor 45% FLOPs global"
+    assert pruning_label({**taylor, "prune_steps": 4}) == "magnitude taylor 45% FLOPs global 4 steps"
     assert pruning_label({"method": "prox", "lam": 0.01}) is None
     assert (
         describe_params({"penalty": "group_lasso", "lam": 0.02, **taylor})

@@ -71,6 +71,7 @@ FIELD_RANGES: dict[str, Range] = {
     "distill_temperature": Range("float", 0.0, open_low=True),
     "prune_ratio": Range("float", 0.0, 1.0, open_high=True),  # a group keeps one channel at least
     "flops_target": Range("float", 0.0, 1.0, open_low=True, open_high=True),
+    "prune_steps": Range("int", 1, 100_000),
 }
 
 

@@ -78,6 +78,9 @@ class TrialConfig:
     # prune_ratio; the prox tops its sparse phase up to it by importance (sweep.train.channels). None: off.
     flops_target: float | None = None
     rewind: bool = False  # prox: the survivors restart the debias phase from the trial's starting weights
+    # magnitude: prune in this many steps, one at the start of each of the first prune_steps epochs, each
+    # to its share of the target (iterative pruning); 1: all at once
+    prune_steps: int = 1
 
     def validate(self, input_size: tuple[int, int] | None = None) -> TrialConfig:
         """Check every setting (the rules of ``FIELD_RANGES`` and a few that relate two settings); with
@@ -131,6 +134,10 @@ class TrialConfig:
                 "false unless method is prox with debias epochs (it rewinds at their start)",
                 self.rewind,
             )
+        if self.prune_steps > 1 and self.method != "magnitude":
+            raise bad("prune_steps", "1 unless method is magnitude (it prunes in steps)", self.prune_steps)
+        if self.prune_steps > self.epochs:
+            raise bad("prune_steps", f"at most epochs ({self.epochs}): one step per epoch", self.prune_steps)
         if self.distill > 0 and self.init is None:
             raise bad("distill", "0 without init (the teacher is the network init loads)", self.distill)
         if not self.debias_epochs < self.epochs:
@@ -179,7 +186,8 @@ class TrialConfig:
 
 
 def pruning_label(settings: dict[str, Any]) -> str | None:
-    """A magnitude trial's pruning for tables ("magnitude 0.50 local", "magnitude taylor 45% FLOPs local"),
+    """A magnitude trial's pruning for tables ("magnitude 0.50 local", "magnitude taylor 45% FLOPs local",
+    "magnitude 45% FLOPs global 4 steps"),
     from its config or sampled settings; None for a prox trial."""
     if settings.get("method") != "magnitude":
         return None
@@ -188,7 +196,9 @@ def pruning_label(settings: dict[str, Any]) -> str | None:
     ratio = settings.get("prune_ratio", TrialConfig.prune_ratio)
     amount = f"{target:.0%} FLOPs" if isinstance(target, float) else f"{float(ratio or 0):.2f}"
     kind = "" if importance == "l1" else f" {importance}"
-    return f"magnitude{kind} {amount} {settings.get('scope') or TrialConfig.scope}"
+    steps = settings.get("prune_steps") or 1
+    iterative = f" {steps} steps" if isinstance(steps, int) and steps > 1 else ""
+    return f"magnitude{kind} {amount} {settings.get('scope') or TrialConfig.scope}{iterative}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,7 +215,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(TrialConfig)
     if f.name in ("random_flip", "input_size", "distill", "distill_temperature", "lam_scaling")
-    or f.name in ("method", "prune_ratio", "importance", "scope", "flops_target", "rewind")
+    or f.name in ("method", "prune_ratio", "importance", "scope", "flops_target", "rewind", "prune_steps")
 }
 # Only meaningful when a penalty is on; the unconstrained baseline does not sample them.
 PENALTY_KEYS = (
@@ -223,4 +233,5 @@ PENALTY_KEYS = (
     "scope",
     "flops_target",
     "rewind",
+    "prune_steps",
 )

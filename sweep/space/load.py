@@ -68,6 +68,7 @@ SEARCH_KEYS: dict[str, str] = {
     "scope": "str",
     "flops_target": "float",
     "rewind": "flag",
+    "prune_steps": "int",
 }
 RANGES: dict[str, Range] = {**FIELD_RANGES, "debias_fraction": Range("float", 0.0, 1.0)}
 DIST_KEYS = ("low", "high", "log", "step", "choices")

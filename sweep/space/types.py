@@ -179,6 +179,8 @@ class SearchSpace:
             for key in ("importance", "scope", "flops_target"):
                 take(key)
             take("prune_ratio" if method == "magnitude" else "rewind")
+            if method == "magnitude":
+                take("prune_steps")
         for key in self.search:
             if key not in params and key not in (*PENALTY_KEYS, "penalty") and "." not in key:
                 take(key)

@@ -83,7 +83,7 @@ def taylor_scores(
 
 
 class ChannelPlan:
-    """One trial's pruning by importance: ``at_start`` (magnitude) and ``at_debias`` (prox)."""
+    """One trial's pruning by importance: ``at_epoch`` (magnitude) and ``at_debias`` (prox)."""
 
     def __init__(
         self,
@@ -112,18 +112,23 @@ class ChannelPlan:
             return taylor_scores(self.model, self.groups, self.splits, self.cfg, self.compute)
         return [channel_importance(g, self.cfg.importance) for g in self.groups]
 
-    def prune(self, ratio: float | None) -> None:
-        """Zero channels by importance: to ``ratio``, or with None to the config's ``flops_target``."""
+    def prune(self, ratio: float | None, share: float = 1.0) -> None:
+        """Zero channels by importance: to ``ratio``, or with None to the config's ``flops_target``;
+        ``share`` of the way there (a step of iterative pruning). Channels already zero score 0, so a
+        later step keeps what an earlier one pruned and adds to it."""
         scores = self.scores()
         if ratio is None:
-            ratio = self.target_ratio(scores)
+            ratio = self.target_ratio(scores, share)
+        else:
+            ratio *= share
         prune_masks_(self.groups, ratio_masks(self.groups, scores, ratio, self.cfg.scope))
         self.ratio = ratio
 
-    def target_ratio(self, scores: list[torch.Tensor]) -> float:
-        """The smallest ratio whose pruning removes at least ``flops_target`` of the full FLOPs."""
+    def target_ratio(self, scores: list[torch.Tensor], share: float = 1.0) -> float:
+        """The smallest ratio whose pruning removes at least ``share`` x ``flops_target`` of the full
+        FLOPs."""
         assert self.cfg.flops_target is not None
-        budget = (1 - self.cfg.flops_target) * self.full.flops
+        budget = (1 - share * self.cfg.flops_target) * self.full.flops
         alive = alive_masks(self.model)
 
         def flops_at(ratio: float) -> int:
@@ -162,12 +167,18 @@ class ChannelPlan:
             return False
         return size_at(self.model, alive_masks(self.model)).flops <= (1 - target) * self.full.flops
 
-    def at_start(self) -> DeadMask | None:
-        """Magnitude: prune the starting weights; the mask holds the pruned channels at zero."""
-        if self.cfg.method != "magnitude":
+    def at_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> DeadMask | None:
+        """Magnitude, at the start of each of the first ``prune_steps`` epochs: prune the weights to
+        that step's share of the target; the new mask holds every pruned channel at zero (and clears the
+        momentum of those just pruned). None where no step falls."""
+        steps = self.cfg.prune_steps
+        if self.cfg.method != "magnitude" or epoch >= steps:
             return None
-        self.prune(None if self.cfg.flops_target is not None else self.cfg.prune_ratio)
-        return DeadMask(neuron_groups(self.model))
+        ratio = None if self.cfg.flops_target is not None else self.cfg.prune_ratio
+        self.prune(ratio, (epoch + 1) / steps)
+        mask = DeadMask(neuron_groups(self.model))
+        mask(optimizer)
+        return mask
 
     def at_debias(self, optimizer: torch.optim.Optimizer) -> DeadMask:
         """End of the prox's sparse phase: top up to the FLOPs target, fix the dead channels and, with
@@ -186,7 +197,8 @@ def method_text(cfg: TrialConfig) -> str:
     target = f"to {cfg.flops_target:.0%} of the FLOPs removed" if cfg.flops_target is not None else ""
     if cfg.method == "magnitude":
         amount = target or f"{cfg.prune_ratio:.2f}"
-        return f"pruning by {cfg.importance} {amount} {cfg.scope}, then fine-tuning"
+        steps = f" in {cfg.prune_steps} steps, one an epoch" if cfg.prune_steps > 1 else ""
+        return f"pruning by {cfg.importance} {amount} {cfg.scope}{steps}, then fine-tuning"
     scaled = {
         "rms": " scaled by layer RMS",
         "flops": " scaled by FLOPs",

@@ -150,7 +150,7 @@ def _check_numbers(cfg: TrialConfig) -> None:
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SweepError(f"{key} must be a finite number, got {quote(value)}")
-    for key in ("epochs", "debias_epochs", "batch_size", "seed"):
+    for key in ("epochs", "debias_epochs", "batch_size", "seed", "prune_steps"):
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SweepError(f"{key} must be an integer, got {quote(value)}")

@@ -178,8 +178,9 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     warmup_iters = cfg.warmup_epochs * iters_per_epoch
     sparse_epochs = cfg.epochs - cfg.debias_epochs
     use_prox = cfg.method == "prox" and cfg.penalty != "none" and cfg.lam > 0
-    # magnitude: one-shot pruning, then fine-tuning with the pruned channels held at 0
-    mask: DeadMask | None = channels.at_start()
+    # magnitude: pruning at the start (of each of the first prune_steps epochs), then fine-tuning with
+    # the pruned channels held at 0
+    mask: DeadMask | None = None
     history: list[dict[str, Any]] = []
     it = 0
     # The debias phase restarts the learning-rate schedule (it fine-tunes a new network), so then each
@@ -191,6 +192,7 @@ def _train(cfg: TrialConfig, compute: Compute, report: Report | None, out_dir: s
     eval_batch = eval_batch_size(compute)
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
+        mask = channels.at_epoch(epoch, optimizer) or mask
         if epoch == sparse_epochs and use_prox and mask is None:
             mask = channels.at_debias(optimizer)
             if restarts:
@@ -334,6 +336,7 @@ def train_command(
     scope: str | None = None,
     flops_target: float | None = None,
     rewind: bool | None = None,
+    prune_steps: int | None = None,
     from_trial: str | None = None,
     config: str | None = None,
     storage: str | None = None,
@@ -362,7 +365,7 @@ def train_command(
         "distill_temperature": distill_temperature,
         "lam_scaling": lam_scaling,
         **{"method": method, "prune_ratio": prune_ratio, "importance": importance, "scope": scope},
-        **{"flops_target": flops_target, "rewind": rewind},
+        **{"flops_target": flops_target, "rewind": rewind, "prune_steps": prune_steps},
     }
     if from_trial is not None or config is not None:  # a whole recorded config (sweep.train.rerun)
         cfg, source = recorded_trial_config(from_trial, config, storage, model, given)
