@@ -39,12 +39,14 @@ USEFUL_MARGINS = (
 )  # points over the baseline's error: the search-efficiency bench's, and a tighter one
 
 
-def pooled(storages: Sequence[str], suffix: str) -> dict[str, list[TrialRow]]:
-    """Every study whose name ends in ``suffix`` (e.g. ``-t16-e2-smoke``), by study name (first storage wins)."""
+def pooled(storages: Sequence[str], model: str, suffix: str) -> dict[str, list[TrialRow]]:
+    """Every study of ``model`` whose name ends in ``suffix`` (e.g. ``-t16-e2-smoke``), by study name
+    (first storage wins)."""
     studies: dict[str, list[TrialRow]] = {}
     for url in storages:
         for summary in optuna.get_all_study_summaries(url):
-            if summary.study_name.endswith(suffix) and summary.study_name not in studies:
+            name = summary.study_name
+            if name.startswith(f"se-{model}-") and name.endswith(suffix) and name not in studies:
                 rows = study_rows(summary.study_name, url)
                 if rows:
                     studies[summary.study_name] = list(select_rows(rows))
@@ -70,7 +72,7 @@ def greedy_best(rows: Sequence[TrialRow], n: int, ref_error: float, ref_neurons:
 
 def report(args: argparse.Namespace) -> str:
     suffix = f"-t{args.trials}-e{args.epochs}-{args.budget}"
-    studies = pooled(args.storage, suffix)
+    studies = pooled(args.storage, args.model, suffix)
     if not studies:
         raise SystemExit(f"no study ending in {suffix} in {', '.join(args.storage)}")
     every = [r for rows in studies.values() for r in rows]
