@@ -70,9 +70,11 @@ def study_config(reference: str, storage: str | None) -> tuple[dict[str, Any], s
     baseline = next((t.user_attrs.get("checkpoint") for t in trials if is_baseline(t)), None)
     init = config.get("init")
     if kept is not None and isinstance(init, str) and isinstance(baseline, str):
-        gone = not checkpoint_path(init, storage or "").exists()
-        if gone and checkpoint_path(init, storage or "") == checkpoint_path(baseline, storage or ""):
-            config["init"] = str(kept)  # Ray's copy is gone; the study kept its own
+        start = checkpoint_path(init, storage or "")
+        # Ray's copy, or the kept one from another folder, is gone: the study's own copy is beside it
+        same = start == checkpoint_path(baseline, storage or "") or start.name == kept.name
+        if same and not start.exists():
+            config["init"] = str(kept)
             where += f", from the baseline checkpoint kept with the study ({kept})"
     return config, where
 
