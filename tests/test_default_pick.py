@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,16 @@ def test_dashboard_marks_the_pick_and_the_band(sample: str, lonely: str) -> None
     assert (neurons.pick_x, neurons.pick_y) == (83, pytest.approx(1.11))
     fig = draw_pareto(info)
     assert any(t.name == EXPORT_PICK for t in fig.data)
-    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y1 == pytest.approx(1.87)
+    (band,) = fig.layout.shapes
+    # a shape on a log axis is placed in log10 units; the axis is ranged on the markers and the band, so
+    # the band cannot stretch it (it read 34.4-35.4 as 10^34-10^35 before)
+    assert info.log_y and (band.y0, band.y1) == (
+        pytest.approx(math.log10(0.87)),
+        pytest.approx(math.log10(1.87)),
+    )
+    low, high = fig.layout.yaxis.range
+    ys = [y for t in fig.data for y in (t.y or ()) if y]
+    assert 10**low <= min(ys) and max(*ys, 1.87) <= 10**high < 2 * max(*ys, 1.87)
     page = render_html(data)
     table = page.split("<table class='front'>")[1].split("</table>")[0]
     assert "<th>export</th>" in table and "<td>pick</td>" in table and "<td>baseline</td>" in table

@@ -226,9 +226,11 @@ def draw_pareto(info: ParetoInfo) -> go.Figure:
     first = info.axes[0].column if info.axes else "neurons"
     if info.band is not None:  # the baseline's error + D: export's default picks the smallest inside it
         low, high = info.band
+        # a shape on a log axis is placed in log10 units (plotly.js), unlike the traces' data
+        y0, y1 = (math.log10(max(low, 1e-6)), math.log10(high)) if info.log_y else (low, high)
         fig.add_hrect(
-            y0=low,
-            y1=high,
+            y0=y0,
+            y1=y1,
             fillcolor=BAND_COLOR,
             line_width=0,
             layer="below",
@@ -245,6 +247,11 @@ def draw_pareto(info: ParetoInfo) -> go.Figure:
         margin={"t": 60, "r": 20},
         height=560,
     )
+    if info.log_y:  # the band's shape would stretch a log axis's autorange: range it on the markers
+        ys = [y for t in fig.data for y in (t.y or ()) if isinstance(y, int | float) and y > 0]
+        ys += list(info.band or ())
+        if ys:
+            fig.update_yaxes(range=[math.log10(min(ys)) - 0.05, math.log10(max(ys)) + 0.05])
     if len(info.axes) > 1:
         buttons = []
         for axis, (start, stop) in zip(info.axes, spans, strict=True):
