@@ -82,17 +82,21 @@ def per_seed_lines(
         "| reference | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
         "|---|" + "---|" * (len(seeds) + 1),
     ]
+    # per seed: its pooled trials, its random study's, its baseline's error
+    pools = {}
+    for seed in seeds:
+        mine = [r for s, rows in studies.items() if seed_of(s) == seed for r in rows]
+        random_rows = next(
+            rows for s, rows in studies.items() if seed_of(s) == seed and method_of(s, model) == "random"
+        )
+        baseline = statistics.mean(
+            r.top1_error for r in mine if r.penalty == "none" and r.top1_error is not None
+        )
+        pools[seed] = (mine, random_rows, baseline)
     for margin in (None, *USEFUL_MARGINS):
         label = f"fixed ({fixed:g}%)" if margin is None else f"its baseline + {margin:g}"
         ratios = []
-        for seed in seeds:
-            mine = [r for s, rows in studies.items() if seed_of(s) == seed for r in rows]
-            random_rows = next(
-                rows for s, rows in studies.items() if seed_of(s) == seed and method_of(s, model) == "random"
-            )
-            baseline = statistics.mean(
-                r.top1_error for r in mine if r.penalty == "none" and r.top1_error is not None
-            )
+        for mine, random_rows, baseline in pools.values():
             ref_error = fixed if margin is None else baseline + margin
             random_hv = box_share(random_rows, ref_error, ref_neurons)
             best = greedy_best(mine, n, ref_error, ref_neurons)

@@ -53,7 +53,8 @@ def study_config(reference: str, storage: str | None) -> tuple[dict[str, Any], s
     try:
         trials = with_lock_retries(lambda: opened.get_trials(deepcopy=False))
         url = redact(storage) if storage else None
-        kept = kept_baseline(opened, storage or default_storage())
+        database = storage or default_storage()
+        kept = kept_baseline(opened, database)
     finally:
         close_study(opened)
     trial = next((t for t in trials if t.number == number), None)
@@ -70,9 +71,9 @@ def study_config(reference: str, storage: str | None) -> tuple[dict[str, Any], s
     baseline = next((t.user_attrs.get("checkpoint") for t in trials if is_baseline(t)), None)
     init = config.get("init")
     if kept is not None and isinstance(init, str) and isinstance(baseline, str):
-        start = checkpoint_path(init, storage or "")
+        start = checkpoint_path(init, database)
         # Ray's copy, or the kept one from another folder, is gone: the study's own copy is beside it
-        same = start == checkpoint_path(baseline, storage or "") or start.name == kept.name
+        same = start == checkpoint_path(baseline, database) or start.name == kept.name
         if same and not start.exists():
             config["init"] = str(kept)
             where += f", from the baseline checkpoint kept with the study ({kept})"

@@ -22,7 +22,8 @@ from torch import nn
 
 from sweep.config import INIT_BASELINE
 from sweep.errors import SweepError, first_line
-from sweep.train.zoo_weights import TIMM, TORCHVISION, is_zoo, zoo_state
+from sweep.models.external import TIMM, TORCHVISION
+from sweep.train.zoo_weights import is_zoo, zoo_state
 
 ALLOWED = (
     "a .safetensors file, a PyTorch state-dict file, a sweep checkpoint, an exported sweep folder, "

@@ -23,11 +23,7 @@ import torch
 
 from sweep.data.datasets import offline
 from sweep.errors import SweepError, first_line
-
-# the forms `sweep.models.external` takes for models, here for weights (not imported: it loads
-# torchvision, which a trial's worker otherwise never needs)
-TORCHVISION = "torchvision:"
-TIMM = "timm:"
+from sweep.models.external import TIMM, TIMM_PIN, TORCHVISION
 
 
 @dataclass(frozen=True)
@@ -78,8 +74,6 @@ def _timm(name: str, in_channels: int) -> ZooWeights:
     try:
         import timm
     except ImportError:
-        from sweep.models.external import TIMM_PIN
-
         raise SweepError(
             f"init {TIMM}{name}: timm is not installed; install the extra: pip install 'sweep[timm]' ({TIMM_PIN})"
         ) from None
