@@ -15,26 +15,23 @@ import tempfile
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
 from sweep.errors import SweepError, first_line
+from sweep.study.storage import sqlite_file
 
 BASELINE_FILE = "baseline-checkpoint.pt"
 
 
 def artifact_folder(storage_url: str, out: str | None) -> Path | None:
-    """Where the study's artifacts live: beside a SQLite database, else under ``out`` (None: unknown)."""
-    try:
-        url = sqlalchemy.engine.make_url(storage_url)
-    except sqlalchemy.exc.ArgumentError:
-        return None
-    if url.get_backend_name() == "sqlite":
-        if not url.database or url.database == ":memory:":
-            return None
-        db = Path(url.database).expanduser().resolve()
+    """Where the study's artifacts live: beside a SQLite database, else under ``out`` (None: nowhere, an
+    in-memory database)."""
+    db = sqlite_file(storage_url)
+    if db is not None:
         return db.parent / f"{db.name}.artifacts"
-    return Path(out).expanduser().resolve() / "study-artifacts" if out else None
+    if storage_url.startswith("sqlite") or not out:
+        return None
+    return Path(out).expanduser().resolve() / "study-artifacts"
 
 
 def kept_baseline(study: optuna.Study, storage_url: str, out: str | None = None) -> Path | None:
